@@ -13,5 +13,6 @@
 #include "mopt/runtime.h"
 #include "mopt/data.h"
 #include "mopt/util.h"
+#include "mopt/qmath.h"
 
 #endif

@@ -94,12 +94,12 @@ double mopt_multiplier_to_double(int32_t M, int shift);
  *   RoundingDivideByPOT(SaturatingRoundingDoublingHighMul(x * 2^left, M), right)
  * with left = max(shift, 0), right = max(-shift, 0). The high-mul rounds
  * ties toward +inf and saturates INT32_MIN * INT32_MIN to INT32_MAX; the
- * divide rounds ties away from zero. x * 2^left wraps modulo 2^32 (TFLite's
- * precondition is that it does not overflow). right > 31 is computed
- * exactly (the result is then 0 or -1... see docs); shift in [-31, 30] is
- * the range QuantizeMultiplier produces. Covers also
- * MultiplyByQuantizedMultiplierSmallerThanOneExp (shift <= 0) and
- * ...GreaterThanOne (shift >= 0). */
+ * divide rounds ties away from zero. shift in [-31, 30] is the range
+ * QuantizeMultiplier produces; outside it the result is still defined:
+ * x * 2^left wraps modulo 2^32 (TFLite's precondition is that it does not
+ * overflow; left >= 32 gives 0) and right > 31 divides exactly with the
+ * same rounding. Covers MultiplyByQuantizedMultiplierSmallerThanOneExp
+ * (shift <= 0) and ...GreaterThanOne (shift >= 0) of the default build. */
 int32_t mopt_mbqm_double(int32_t x, int32_t M, int shift);
 
 /* TFLITE_SINGLE_ROUNDING=1: one rounding, ties toward +inf:
@@ -137,7 +137,9 @@ typedef struct mopt_requant_params {
  * way each runtime forms them: DOUBLE and SINGLE use the double product
  * (double)in * (double)w / (double)out (PopulateConvolutionQuantizationParams)
  * through mopt_quantize_multiplier_mode; FP32 uses the float expression
- * in * w / out (XNNPACK). Scales must be finite and > 0. */
+ * in * w / out (XNNPACK). All fields are filled whatever the mode
+ * (multiplier/shift of the default build for FP32). Scales must be finite
+ * and > 0. */
 mopt_status mopt_requant_params_from_scales(float in_scale, float w_scale, float out_scale,
                                             mopt_rounding mode, mopt_requant_params *out,
                                             mopt_error *err);
@@ -173,9 +175,11 @@ typedef struct mopt_qparams {
 mopt_status mopt_qparams_asymmetric(float min, float max, int32_t qmin, int32_t qmax,
                                     mopt_qparams *out, mopt_error *err);
 
-/* Symmetric int16 activation parameters (16x8):
- *   scale = max(|min|, |max|) / 32767.0f (binary32), zero point 0.
- * If both are 0 the scale is 1e-6f / 32767.0f (never 0). */
+/* Symmetric int16 activation parameters (16x8), zero point 0:
+ *   scale = max(|min|, |max|) / 32767.0f   (binary32)
+ * (matches the TF 2.21 converter). If both are 0 the scale is
+ * 1e-6f / 32767.0f, never 0 (this corner is not checked against the
+ * converter). min/max must be finite. */
 mopt_status mopt_qparams_symmetric_int16(float min, float max, mopt_qparams *out,
                                          mopt_error *err);
 
