@@ -26,7 +26,7 @@ typedef struct opcode_info {
 
 typedef struct reader {
     fb_reader fb;
-    char file[160]; /* printable form of the name for messages */
+    char file[320]; /* printable form of the name for messages */
     mopt_error *err;
     mopt_graph *g;
     /* Bytes the reader may still copy out of the file. A well-formed file
@@ -36,12 +36,13 @@ typedef struct reader {
     uint64_t budget;
     int n_opcodes;
     opcode_info *opcodes;
-    int n_file_buffers;
 } reader;
 
-/* Copies s into dst keeping printable ASCII only and shortening long text,
- * so names from the file cannot break the one-line message. */
-static void printable(char *dst, size_t cap, const char *s, size_t max_chars)
+/* Copies s into dst replacing control characters (and, unless keep_high,
+ * non-ASCII bytes) by '?' and shortening long text, so names from the file
+ * cannot break the one-line message. Paths keep their UTF-8 so that the
+ * message still contains the path the user typed. */
+static void printable(char *dst, size_t cap, const char *s, size_t max_chars, bool keep_high)
 {
     size_t k = 0;
     if (s == NULL)
@@ -55,7 +56,8 @@ static void printable(char *dst, size_t cap, const char *s, size_t max_chars)
             break;
         }
         unsigned char c = (unsigned char)*s;
-        dst[k++] = (c >= 0x20 && c < 0x7f) ? (char)c : '?';
+        bool ok = (c >= 0x20 && c < 0x7f) || (keep_high && c >= 0x80);
+        dst[k++] = ok ? (char)c : '?';
     }
     dst[k] = '\0';
 }
@@ -148,7 +150,6 @@ static mopt_status read_buffers(reader *r, const fb_table *model)
     char obj[64];
     if (!fb_get_vec(&r->fb, model, TFL_MODEL_BUFFERS, 4, 4, &v, &present))
         return fb_fail(r, "model", "buffers");
-    r->n_file_buffers = (int)v.n;
     for (uint32_t i = 0; i < v.n; i++) {
         fb_table b;
         fb_vec data;
@@ -240,7 +241,7 @@ static void tensor_obj(char *obj, size_t cap, uint32_t i, const char *name)
         snprintf(obj, cap, "tensor %u", i);
         return;
     }
-    printable(shown, sizeof shown, name, 64);
+    printable(shown, sizeof shown, name, 64, false);
     snprintf(obj, cap, "tensor %u '%s'", i, shown);
 }
 
@@ -679,7 +680,7 @@ static mopt_status read_operator(reader *r, const fb_vec *ops, uint32_t i)
     const opcode_info *oc = &r->opcodes[opcode_index];
     if (oc->code == TFL_OP_CODE_CUSTOM) {
         char shown[80];
-        printable(shown, sizeof shown, oc->custom ? oc->custom : "", 64);
+        printable(shown, sizeof shown, oc->custom ? oc->custom : "", 64, false);
         return fail(r, MOPT_ERR_UNSUPPORTED, obj, "unsupported operator CUSTOM '%s'", shown);
     }
     if (!mopt_op_supported(oc->code))
@@ -898,7 +899,7 @@ mopt_status mopt_tflite_read_mem(const void *data, size_t size, const char *name
     reader r;
     memset(&r, 0, sizeof r);
     r.err = err;
-    printable(r.file, sizeof r.file, name ? name : "<memory>", 150);
+    printable(r.file, sizeof r.file, name ? name : "<memory>", 300, true);
     if (out == NULL || (data == NULL && size > 0))
         return fail(&r, MOPT_ERR_ARG, "model", "no output pointer or no data");
     *out = NULL;
