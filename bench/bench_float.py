@@ -12,7 +12,7 @@ see the same machine load; the reported figure is the median of the per-round
 medians. Prints a markdown table (ratio = mopt / LiteRT, < 1 means mopt is
 faster), the CPU model and the date; --out FILE also writes it to FILE.
 
-Usage: python bench/bench_float.py [--mopt build/mopt] [--runs 50] [--rounds 5]
+Usage: python bench/bench_float.py [--mopt build/mopt] [--runs 200] [--rounds 5]
                                    [--threads 1 2] [--models cnn ...] [--out FILE]
 """
 
@@ -115,16 +115,28 @@ def cpu_model():
     return platform.processor() or "unknown CPU"
 
 
+def cpu_isa():
+    """The SIMD extensions that matter for the kernels, from /proc/cpuinfo."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((l.split(":", 1)[1].split() for l in f if l.startswith("flags")), [])
+    except OSError:
+        return "?"
+    want = ["avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile"]
+    return " ".join(w for w in want if w in flags) or "no AVX2"
+
+
 def main():
     ap = argparse.ArgumentParser(description="mopt vs LiteRT float latency")
     ap.add_argument("--mopt", default=os.environ.get("MOPT_BIN", str(REPO / "build" / "mopt")))
-    ap.add_argument("--runs", type=int, default=50, help="timed invokes per round and side")
+    ap.add_argument("--runs", type=int, default=200, help="timed invokes per round and side")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--models", nargs="+", default=None)
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
 
+    load0 = os.getloadavg()[0]
     names = args.models or sorted(p.stem for p in FIXTURES.glob("*.tflite"))
     rows = []
     for name in names:
@@ -140,7 +152,8 @@ def main():
             print(f"# {name} T={t}: mopt {m:.3f} ms, LiteRT {l:.3f} ms", file=sys.stderr, flush=True)
 
     lines = [
-        f"Machine: {cpu_model()}, {os.cpu_count()} logical CPUs; "
+        f"Machine: {cpu_model()} ({cpu_isa()}), {os.cpu_count()} logical CPUs, "
+        f"load average {load0:.1f} at start; "
         f"date {datetime.date.today().isoformat()}; "
         f"median of {args.rounds} rounds x {args.runs} runs; LiteRT = ai-edge-litert "
         f"{_version('ai-edge-litert')} default resolver (XNNPACK).",

@@ -63,6 +63,16 @@ def plain(obj):
     return repr(obj)
 
 
+def quant(q):
+    """Quantization parameters; an empty table means the same as none."""
+    p = plain(q)
+    if p is None:
+        return None
+    if not any(p.get(k) for k in ("scale", "zeroPoint", "min", "max", "details")):
+        return None
+    return p
+
+
 def normalize(path):
     """The model's meaning with buffer indices replaced by buffer contents."""
     m, raw = load_schema(path)
@@ -79,7 +89,7 @@ def normalize(path):
                 "name": plain(t.name), "shape": plain(t.shape),
                 "shape_signature": plain(t.shapeSignature), "type": t.type,
                 "data": buffer_bytes(m, raw, t.buffer),
-                "quantization": plain(t.quantization), "is_variable": t.isVariable,
+                "quantization": quant(t.quantization), "is_variable": t.isVariable,
                 "sparsity": plain(t.sparsity), "has_rank": t.hasRank,
             })
         ops = []
