@@ -16,8 +16,7 @@
 #define DEBIAN_FASHION_MNIST_DIR "/usr/share/datasets/fashion-mnist"
 #define MAX_LABEL 255
 
-void mopt_dataset_free(mopt_dataset *d)
-{
+void mopt_dataset_free(mopt_dataset *d) {
     if (!d)
         return;
     free(d->images);
@@ -25,22 +24,19 @@ void mopt_dataset_free(mopt_dataset *d)
     memset(d, 0, sizeof(*d));
 }
 
-static bool is_regular_file(const char *path)
-{
+static bool is_regular_file(const char *path) {
     struct stat sb;
     return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
 }
 
-static bool is_dir(const char *path)
-{
+static bool is_dir(const char *path) {
     struct stat sb;
     return stat(path, &sb) == 0 && S_ISDIR(sb.st_mode);
 }
 
 /* Finds DIR/BASE.gz or DIR/BASE; fills `path` (cap bytes). */
 static mopt_status find_idx(const char *dir, const char *base, char *path, size_t cap,
-                            mopt_error *err)
-{
+                            mopt_error *err) {
     int n = snprintf(path, cap, "%s/%s.gz", dir, base);
     if (n < 0 || (size_t)n >= cap)
         return mopt_error_set(err, MOPT_ERR_ARG, "%s: dataset path too long", dir);
@@ -53,23 +49,20 @@ static mopt_status find_idx(const char *dir, const char *base, char *path, size_
 }
 
 /* Reads one array file, by extension: ".npy" -> NPY, anything else -> IDX. */
-static mopt_status read_array(const char *path, mopt_array *a, mopt_error *err)
-{
+static mopt_status read_array(const char *path, mopt_array *a, mopt_error *err) {
     size_t len = strlen(path);
     if (len >= 4 && strcmp(path + len - 4, ".npy") == 0)
         return mopt_npy_read(path, a, err);
     return mopt_idx_read(path, a, err);
 }
 
-static bool dtype_is_integer(mopt_dtype dt)
-{
+static bool dtype_is_integer(mopt_dtype dt) {
     return dt == MOPT_UINT8 || dt == MOPT_INT8 || dt == MOPT_INT16 || dt == MOPT_INT32 ||
            dt == MOPT_INT64;
 }
 
 /* Element i of an integer array, widened. */
-static int64_t int_at(const mopt_array *a, int64_t i)
-{
+static int64_t int_at(const mopt_array *a, int64_t i) {
     switch (a->dtype) {
     case MOPT_UINT8: return ((const uint8_t *)a->data)[i];
     case MOPT_INT8: return ((const int8_t *)a->data)[i];
@@ -84,8 +77,7 @@ static int64_t int_at(const mopt_array *a, int64_t i)
  * read); `ipath`/`lpath` name them in errors. */
 static mopt_status build(const mopt_array *img, const char *ipath, const mopt_array *lab,
                          const char *lpath, mopt_scale scale, int64_t limit, mopt_dataset *out,
-                         mopt_error *err)
-{
+                         mopt_error *err) {
     if (img->rank != 3 && img->rank != 4)
         return mopt_error_set(err, MOPT_ERR_BAD_INPUT,
                               "%s: images must have rank 3 [n,h,w] or 4 [n,h,w,c], got rank %d",
@@ -100,15 +92,14 @@ static mopt_status build(const mopt_array *img, const char *ipath, const mopt_ar
                               "%s: image size %lldx%lldx%lld out of range 1..65535", ipath,
                               (long long)h, (long long)w, (long long)c);
     if (lab->rank != 1 && !(lab->rank == 2 && lab->dims[1] == 1))
-        return mopt_error_set(err, MOPT_ERR_BAD_INPUT, "%s: labels must have shape [n], got rank %d",
-                              lpath, lab->rank);
-    if (!dtype_is_integer(lab->dtype))
-        return mopt_error_set(err, MOPT_ERR_BAD_INPUT, "%s: labels must be integers, got %s",
-                              lpath, mopt_dtype_name(lab->dtype));
-    if (lab->dims[0] != n)
         return mopt_error_set(err, MOPT_ERR_BAD_INPUT,
-                              "%s: %lld labels but %s holds %lld images", lpath,
-                              (long long)lab->dims[0], ipath, (long long)n);
+                              "%s: labels must have shape [n], got rank %d", lpath, lab->rank);
+    if (!dtype_is_integer(lab->dtype))
+        return mopt_error_set(err, MOPT_ERR_BAD_INPUT, "%s: labels must be integers, got %s", lpath,
+                              mopt_dtype_name(lab->dtype));
+    if (lab->dims[0] != n)
+        return mopt_error_set(err, MOPT_ERR_BAD_INPUT, "%s: %lld labels but %s holds %lld images",
+                              lpath, (long long)lab->dims[0], ipath, (long long)n);
     if (n == 0)
         return mopt_error_set(err, MOPT_ERR_BAD_INPUT, "%s: dataset holds no samples", ipath);
     if (limit > 0 && limit < n)
@@ -160,8 +151,7 @@ static mopt_status build(const mopt_array *img, const char *ipath, const mopt_ar
 }
 
 static mopt_status load_pair(const char *ipath, const char *lpath, mopt_scale scale, int64_t limit,
-                             mopt_dataset *out, mopt_error *err)
-{
+                             mopt_dataset *out, mopt_error *err) {
     mopt_array img = {0}, lab = {0};
     mopt_status st = read_array(ipath, &img, err);
     if (st == MOPT_OK)
@@ -174,8 +164,7 @@ static mopt_status load_pair(const char *ipath, const char *lpath, mopt_scale sc
 }
 
 mopt_status mopt_dataset_load(const char *spec, mopt_split split, mopt_scale scale, int64_t limit,
-                              mopt_dataset *out, mopt_error *err)
-{
+                              mopt_dataset *out, mopt_error *err) {
     if (!spec || !out)
         return mopt_error_set(err, MOPT_ERR_ARG, "mopt_dataset_load: NULL argument");
     memset(out, 0, sizeof(*out));

@@ -39,8 +39,7 @@ typedef struct idx_src {
 } idx_src;
 
 static mopt_status src_init(idx_src *s, const char *path, const uint8_t *buf, size_t size,
-                            mopt_error *err)
-{
+                            mopt_error *err) {
     memset(s, 0, sizeof(*s));
     s->path = path;
     s->buf = buf;
@@ -58,16 +57,14 @@ static mopt_status src_init(idx_src *s, const char *path, const uint8_t *buf, si
     return MOPT_OK;
 }
 
-static void src_free(idx_src *s)
-{
+static void src_free(idx_src *s) {
     if (s->zs_live)
         inflateEnd(&s->zs);
     s->zs_live = false;
 }
 
 /* Feeds zlib from the input buffer in chunks that fit its uInt counters. */
-static void feed(idx_src *s)
-{
+static void feed(idx_src *s) {
     if (s->zs.avail_in == 0 && s->pos < s->size) {
         size_t chunk = s->size - s->pos;
         if (chunk > (1u << 30))
@@ -79,11 +76,12 @@ static void feed(idx_src *s)
 }
 
 /* Unconsumed compressed bytes (input not yet handed to zlib + zlib's). */
-static size_t gz_remaining(const idx_src *s) { return (s->size - s->pos) + s->zs.avail_in; }
+static size_t gz_remaining(const idx_src *s) {
+    return (s->size - s->pos) + s->zs.avail_in;
+}
 
 /* Reads exactly n bytes into dst. Fails on short data. */
-static mopt_status src_read(idx_src *s, void *dst, size_t n, const char *what, mopt_error *err)
-{
+static mopt_status src_read(idx_src *s, void *dst, size_t n, const char *what, mopt_error *err) {
     if (!s->gz) {
         if (s->size - s->pos < n)
             return mopt_error_set(err, MOPT_ERR_BAD_INPUT,
@@ -115,8 +113,7 @@ static mopt_status src_read(idx_src *s, void *dst, size_t n, const char *what, m
             feed(s);
             if (s->zs.avail_in >= 2 && s->zs.next_in[0] == 0x1f && s->zs.next_in[1] == 0x8b) {
                 if (inflateReset(&s->zs) != Z_OK)
-                    return mopt_error_set(err, MOPT_ERR_INTERNAL, "%s: zlib reset failed",
-                                          s->path);
+                    return mopt_error_set(err, MOPT_ERR_INTERNAL, "%s: zlib reset failed", s->path);
             } else {
                 s->eof = true;
             }
@@ -134,8 +131,7 @@ static mopt_status src_read(idx_src *s, void *dst, size_t n, const char *what, m
 }
 
 /* After the payload: the stream must end exactly here. */
-static mopt_status src_finish(idx_src *s, mopt_error *err)
-{
+static mopt_status src_finish(idx_src *s, mopt_error *err) {
     if (!s->gz) {
         if (s->pos != s->size)
             return mopt_error_set(err, MOPT_ERR_BAD_INPUT,
@@ -159,8 +155,7 @@ static mopt_status src_finish(idx_src *s, mopt_error *err)
             feed(s);
             if (s->zs.avail_in >= 2 && s->zs.next_in[0] == 0x1f && s->zs.next_in[1] == 0x8b) {
                 if (inflateReset(&s->zs) != Z_OK)
-                    return mopt_error_set(err, MOPT_ERR_INTERNAL, "%s: zlib reset failed",
-                                          s->path);
+                    return mopt_error_set(err, MOPT_ERR_INTERNAL, "%s: zlib reset failed", s->path);
             } else {
                 s->eof = true;
             }
@@ -173,8 +168,9 @@ static mopt_status src_finish(idx_src *s, mopt_error *err)
         }
     }
     if (gz_remaining(s) != 0)
-        return mopt_error_set(err, MOPT_ERR_BAD_INPUT, "%s: %zu trailing bytes after the gzip stream",
-                              s->path, gz_remaining(s));
+        return mopt_error_set(err, MOPT_ERR_BAD_INPUT,
+                              "%s: %zu trailing bytes after the gzip stream", s->path,
+                              gz_remaining(s));
     return MOPT_OK;
 }
 
@@ -186,23 +182,19 @@ typedef struct idx_type {
 } idx_type;
 
 static const idx_type idx_types[] = {
-    {0x08, "ubyte", 1, MOPT_UINT8}, {0x09, "byte", 1, MOPT_INT8},
-    {0x0B, "short", 2, MOPT_INT16}, {0x0C, "int", 4, MOPT_INT32},
+    {0x08, "ubyte", 1, MOPT_UINT8},   {0x09, "byte", 1, MOPT_INT8},
+    {0x0B, "short", 2, MOPT_INT16},   {0x0C, "int", 4, MOPT_INT32},
     {0x0D, "float", 4, MOPT_FLOAT32}, {0x0E, "double", 8, MOPT_FLOAT32},
 };
 
-static uint32_t rd_be32(const uint8_t *p)
-{
+static uint32_t rd_be32(const uint8_t *p) {
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
 }
 
 /* Converts n big-endian elements in place-independent fashion into dst. */
-static void decode_be(const idx_type *t, const uint8_t *src, int64_t n, void *dst)
-{
+static void decode_be(const idx_type *t, const uint8_t *src, int64_t n, void *dst) {
     switch (t->size) {
-    case 1:
-        memcpy(dst, src, (size_t)n);
-        break;
+    case 1: memcpy(dst, src, (size_t)n); break;
     case 2:
         for (int64_t i = 0; i < n; i++) {
             uint16_t v = (uint16_t)((unsigned)src[2 * i] << 8 | src[2 * i + 1]);
@@ -226,8 +218,7 @@ static void decode_be(const idx_type *t, const uint8_t *src, int64_t n, void *ds
     }
 }
 
-mopt_status mopt_idx_read(const char *path, mopt_array *out, mopt_error *err)
-{
+mopt_status mopt_idx_read(const char *path, mopt_array *out, mopt_error *err) {
     if (!path || !out)
         return mopt_error_set(err, MOPT_ERR_ARG, "mopt_idx_read: NULL argument");
     memset(out, 0, sizeof(*out));
@@ -292,9 +283,10 @@ mopt_status mopt_idx_read(const char *path, mopt_array *out, mopt_error *err)
     /* Plausibility before allocating: what can this file hold at most? */
     size_t header = 4 + 4 * (size_t)ndims;
     if (!s.gz && file_bytes > size - header) {
-        st = mopt_error_set(err, MOPT_ERR_BAD_INPUT,
-                            "%s: truncated IDX file (the header claims %zu data bytes, %zu present)",
-                            path, file_bytes, size - header);
+        st =
+            mopt_error_set(err, MOPT_ERR_BAD_INPUT,
+                           "%s: truncated IDX file (the header claims %zu data bytes, %zu present)",
+                           path, file_bytes, size - header);
         goto done;
     }
     if (s.gz && (file_bytes + header) / DEFLATE_MAX_RATIO > size + DEFLATE_SLACK) {
@@ -308,8 +300,7 @@ mopt_status mopt_idx_read(const char *path, mopt_array *out, mopt_error *err)
     size_t out_bytes = (size_t)n * mopt_dtype_size(t->dtype);
     out->data = malloc(out_bytes ? out_bytes : 1);
     if (!payload || !out->data) {
-        st = mopt_error_set(err, MOPT_ERR_NOMEM, "%s: out of memory (%zu bytes)", path,
-                            file_bytes);
+        st = mopt_error_set(err, MOPT_ERR_NOMEM, "%s: out of memory (%zu bytes)", path, file_bytes);
         goto done;
     }
     if ((st = src_read(&s, payload, file_bytes, "data", err)) != MOPT_OK)

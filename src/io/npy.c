@@ -23,16 +23,14 @@
 #define NPY_MAX_BYTES ((int64_t)1 << 31)
 #define NPY_MAX_RANK 8
 
-void mopt_array_free(mopt_array *a)
-{
+void mopt_array_free(mopt_array *a) {
     if (!a)
         return;
     free(a->data);
     memset(a, 0, sizeof(*a));
 }
 
-int64_t mopt_array_numel(const mopt_array *a)
-{
+int64_t mopt_array_numel(const mopt_array *a) {
     if (!a || a->rank < 0 || a->rank > NPY_MAX_RANK)
         return -1;
     int64_t n = 1;
@@ -54,15 +52,13 @@ typedef struct npy_parser {
     size_t pos;
 } npy_parser;
 
-static void skip_ws(npy_parser *p)
-{
+static void skip_ws(npy_parser *p) {
     while (p->pos < p->len && (p->s[p->pos] == ' ' || p->s[p->pos] == '\t' ||
                                p->s[p->pos] == '\n' || p->s[p->pos] == '\r'))
         p->pos++;
 }
 
-static bool accept(npy_parser *p, char c)
-{
+static bool accept(npy_parser *p, char c) {
     skip_ws(p);
     if (p->pos < p->len && p->s[p->pos] == c) {
         p->pos++;
@@ -73,8 +69,7 @@ static bool accept(npy_parser *p, char c)
 
 /* Parses a quoted string ('...' or "...") without escapes (numpy never needs
  * them for keys and descr) into buf. */
-static bool parse_string(npy_parser *p, char *buf, size_t cap)
-{
+static bool parse_string(npy_parser *p, char *buf, size_t cap) {
     skip_ws(p);
     if (p->pos >= p->len)
         return false;
@@ -95,22 +90,21 @@ static bool parse_string(npy_parser *p, char *buf, size_t cap)
     return true;
 }
 
-static bool parse_word(npy_parser *p, const char *word)
-{
+static bool parse_word(npy_parser *p, const char *word) {
     skip_ws(p);
     size_t n = strlen(word);
     if (p->len - p->pos < n || memcmp(p->s + p->pos, word, n) != 0)
         return false;
     /* The word must end here (no "Falsey"). */
-    if (p->pos + n < p->len && (isalnum((unsigned char)p->s[p->pos + n]) || p->s[p->pos + n] == '_'))
+    if (p->pos + n < p->len &&
+        (isalnum((unsigned char)p->s[p->pos + n]) || p->s[p->pos + n] == '_'))
         return false;
     p->pos += n;
     return true;
 }
 
 /* Non-negative decimal integer (Python 2 numpy wrote "3L"; accept the L). */
-static bool parse_dim(npy_parser *p, int64_t *out)
-{
+static bool parse_dim(npy_parser *p, int64_t *out) {
     skip_ws(p);
     if (p->pos >= p->len || !isdigit((unsigned char)p->s[p->pos]))
         return false;
@@ -129,8 +123,7 @@ static bool parse_dim(npy_parser *p, int64_t *out)
 }
 
 /* "(a, b, c)" / "(a,)" / "()" */
-static bool parse_shape(npy_parser *p, int *rank, int64_t *dims, const char **why)
-{
+static bool parse_shape(npy_parser *p, int *rank, int64_t *dims, const char **why) {
     if (!accept(p, '(')) {
         *why = "shape is not a tuple";
         return false;
@@ -167,8 +160,7 @@ typedef struct npy_header {
     int64_t dims[NPY_MAX_RANK];
 } npy_header;
 
-static bool parse_header(const char *s, size_t len, npy_header *h, const char **why)
-{
+static bool parse_header(const char *s, size_t len, npy_header *h, const char **why) {
     npy_parser p = {s, len, 0};
     bool have_descr = false, have_fortran = false, have_shape = false;
     memset(h, 0, sizeof(*h));
@@ -241,14 +233,12 @@ typedef struct npy_type {
 } npy_type;
 
 static const npy_type npy_types[] = {
-    {"f4", MOPT_FLOAT32, 4}, {"f8", MOPT_FLOAT32, 8}, {"i1", MOPT_INT8, 1},
-    {"u1", MOPT_UINT8, 1},   {"i2", MOPT_INT16, 2},   {"i4", MOPT_INT32, 4},
-    {"i8", MOPT_INT64, 8},   {"b1", MOPT_UINT8, 1},
+    {"f4", MOPT_FLOAT32, 4}, {"f8", MOPT_FLOAT32, 8}, {"i1", MOPT_INT8, 1},  {"u1", MOPT_UINT8, 1},
+    {"i2", MOPT_INT16, 2},   {"i4", MOPT_INT32, 4},   {"i8", MOPT_INT64, 8}, {"b1", MOPT_UINT8, 1},
 };
 
 /* Maps a descr such as "<f4" or "|u1" to a type; NULL if unsupported. */
-static const npy_type *lookup_descr(const char *descr)
-{
+static const npy_type *lookup_descr(const char *descr) {
     char order = descr[0];
     if (order != '<' && order != '|' && order != '=')
         return NULL; /* '>' (big-endian) or no order character */
@@ -263,19 +253,18 @@ static const npy_type *lookup_descr(const char *descr)
     return NULL;
 }
 
-static uint32_t rd_le16(const uint8_t *p) { return (uint32_t)p[0] | (uint32_t)p[1] << 8; }
-static uint32_t rd_le32(const uint8_t *p)
-{
+static uint32_t rd_le16(const uint8_t *p) {
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8;
+}
+static uint32_t rd_le32(const uint8_t *p) {
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
-static uint64_t rd_le64(const uint8_t *p)
-{
+static uint64_t rd_le64(const uint8_t *p) {
     return (uint64_t)rd_le32(p) | (uint64_t)rd_le32(p + 4) << 32;
 }
 
 /* Decodes n little-endian elements of `t` from src into dst (host order). */
-static void decode_data(const npy_type *t, const uint8_t *src, int64_t n, void *dst)
-{
+static void decode_data(const npy_type *t, const uint8_t *src, int64_t n, void *dst) {
     if (t->file_size == 1) {
         memcpy(dst, src, (size_t)n);
         if (strcmp(t->code, "b1") == 0) {
@@ -313,8 +302,7 @@ static void decode_data(const npy_type *t, const uint8_t *src, int64_t n, void *
     }
 }
 
-mopt_status mopt_npy_read(const char *path, mopt_array *out, mopt_error *err)
-{
+mopt_status mopt_npy_read(const char *path, mopt_array *out, mopt_error *err) {
     if (!path || !out)
         return mopt_error_set(err, MOPT_ERR_ARG, "mopt_npy_read: NULL argument");
     memset(out, 0, sizeof(*out));
@@ -410,8 +398,7 @@ mopt_status mopt_npy_read(const char *path, mopt_array *out, mopt_error *err)
 
 /* ---- writer ---- */
 
-static const char *descr_for(mopt_dtype dt)
-{
+static const char *descr_for(mopt_dtype dt) {
     switch (dt) {
     case MOPT_FLOAT32: return "<f4";
     case MOPT_INT8: return "|i1";
@@ -424,21 +411,34 @@ static const char *descr_for(mopt_dtype dt)
     }
 }
 
-static void wr_le(uint8_t *dst, const void *src, size_t esize)
-{
+static void wr_le(uint8_t *dst, const void *src, size_t esize) {
     uint64_t v = 0;
     switch (esize) {
-    case 1: { uint8_t x; memcpy(&x, src, 1); v = x; break; }
-    case 2: { uint16_t x; memcpy(&x, src, 2); v = x; break; }
-    case 4: { uint32_t x; memcpy(&x, src, 4); v = x; break; }
+    case 1: {
+        uint8_t x;
+        memcpy(&x, src, 1);
+        v = x;
+        break;
+    }
+    case 2: {
+        uint16_t x;
+        memcpy(&x, src, 2);
+        v = x;
+        break;
+    }
+    case 4: {
+        uint32_t x;
+        memcpy(&x, src, 4);
+        v = x;
+        break;
+    }
     default: memcpy(&v, src, 8); break;
     }
     for (size_t i = 0; i < esize; i++)
         dst[i] = (uint8_t)(v >> (8 * i));
 }
 
-mopt_status mopt_npy_write(const char *path, const mopt_array *a, mopt_error *err)
-{
+mopt_status mopt_npy_write(const char *path, const mopt_array *a, mopt_error *err) {
     if (!path || !a)
         return mopt_error_set(err, MOPT_ERR_ARG, "mopt_npy_write: NULL argument");
     const char *descr = descr_for(a->dtype);
@@ -460,8 +460,8 @@ mopt_status mopt_npy_write(const char *path, const mopt_array *a, mopt_error *er
 
     /* Header text; "(n,)" is Python's one-element tuple. */
     char dict[512];
-    int len = snprintf(dict, sizeof(dict), "{'descr': '%s', 'fortran_order': False, 'shape': (",
-                       descr);
+    int len =
+        snprintf(dict, sizeof(dict), "{'descr': '%s', 'fortran_order': False, 'shape': (", descr);
     for (int i = 0; i < a->rank; i++)
         len += snprintf(dict + len, sizeof(dict) - (size_t)len, "%s%lld", i ? ", " : "",
                         (long long)a->dims[i]);

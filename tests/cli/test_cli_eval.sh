@@ -36,23 +36,31 @@ one_error_line() {
   else bad "  stderr should be one 'mopt: ' line mentioning: $*; got:"; sed 's/^/    /' "$T/err"; fi
 }
 
-for name in cnn dscnn resnet mlp; do
-  m=tests/fixtures/$name.tflite
+for m in tests/fixtures/cnn.tflite tests/fixtures/dscnn.tflite tests/fixtures/resnet.tflite \
+  tests/fixtures/mlp.tflite tests/data/sparse_mlp.tflite tests/data/sparse_mlp_int8.tflite; do
   if [ ! -f "$m" ]; then echo "skip: $m missing"; continue; fi
   for scale in 01 pm1; do
-    expect 0 eval "$m" --data "$SUBSET" --scale "$scale" --json
-    if "$PY" - "$m" "$name" "$scale" "$ORACLE" "$T/out" "$TOL" <<'EOF'
+    "$MOPT" eval "$m" --data "$SUBSET" --scale "$scale" --json >"$T/out" 2>"$T/err"
+    rc=$?
+    if [ $rc = 2 ] && grep -q "^mopt: $m: .*no kernel" "$T/err"; then
+      # Integer kernels land with the quantization work; until then the
+      # int8 model is refused cleanly, which is all we can check.
+      echo "skip: the runtime cannot run $m yet: $(cat "$T/err")"; continue
+    elif [ $rc != 0 ]; then
+      bad "mopt eval $m --scale $scale -> $rc"; cat "$T/err"; continue
+    fi
+    if "$PY" - "$m" "$scale" "$ORACLE" "$T/out" "$TOL" <<'EOF'
 import hashlib, json, sys
-m, name, scale, oracle, out, tol = sys.argv[1:7]
+m, scale, oracle, out, tol = sys.argv[1:6]
 r = json.load(open(out))
 o = json.load(open(oracle))
 assert r["samples"] == o["samples"] == 500, r["samples"]
 assert 0.0 <= r["accuracy"] <= 1.0 and abs(r["top1_percent"] - 100 * r["accuracy"]) < 1e-6
 assert abs(r["accuracy"] - r["correct"] / r["samples"]) < 1e-12
 assert r["latency_ms"] is not None and r["latency_ms"] > 0
-e = o["models"].get(name)
+e = o["models"].get(m)
 if e is None:
-    sys.exit(f"{name} not in {oracle}: rerun tests/data/make_subset_oracle.py")
+    sys.exit(f"{m} not in {oracle}: rerun tests/data/make_subset_oracle.py")
 if e["sha256"] != hashlib.sha256(open(m, "rb").read()).hexdigest():
     sys.exit(f"{m} changed since {oracle} was made: rerun tests/data/make_subset_oracle.py")
 want = e["correct_" + scale]
@@ -60,7 +68,7 @@ if abs(r["correct"] - want) > int(tol):
     sys.exit(f"mopt: {r['correct']}/500 correct, LiteRT reference: {want}/500")
 print(f"{r['correct']}/500 (LiteRT {want})")
 EOF
-    then ok "  $name --scale $scale matches LiteRT's count"; else bad "  $name --scale $scale vs oracle"; fi
+    then ok "eval $m --scale $scale: same count as LiteRT"; else bad "eval $m --scale $scale vs oracle"; fi
   done
 done
 
@@ -78,20 +86,6 @@ if "$PY" -c 'import json,sys; r = json.load(sys.stdin); assert r["samples"] == 3
 expect 0 eval "$M" --data "$SUBSET" --split train --limit 100 --json
 if "$PY" -c 'import json,sys; r = json.load(sys.stdin); assert r["samples"] == 100 and r["split"] == "train"' <"$T/out"; then
   ok "  --split train"; else bad "  --split train"; fi
-
-# Models whose input is [1,784] (sparse_mlp reshapes inside; its input is
-# [1,28,28,1]) and int8-quantized input (quantized with the input's scale).
-expect 0 eval tests/data/sparse_mlp.tflite --data "$SUBSET" --limit 10
-"$MOPT" eval tests/data/sparse_mlp_int8.tflite --data "$SUBSET" --limit 50 --json >"$T/out" 2>"$T/err"
-rc=$?
-if [ $rc = 0 ]; then
-  if "$PY" -c 'import json,sys; r = json.load(sys.stdin); assert r["samples"] == 50' <"$T/out"; then
-    ok "eval on an int8-input model"; else bad "eval int8 output"; fi
-elif [ $rc = 2 ] && grep -q '^mopt: .*sparse_mlp_int8.tflite' "$T/err"; then
-  echo "skip: the runtime does not run sparse_mlp_int8.tflite yet: $(cat "$T/err")"
-else
-  bad "eval int8 -> $rc"; cat "$T/err"
-fi
 
 # A pair of NPY files as the dataset: images [n,28,28] uint8, labels int64.
 "$PY" - "$T" <<'EOF'

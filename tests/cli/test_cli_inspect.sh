@@ -163,5 +163,29 @@ EOF
   fi
 done
 
+# Hostile tensor names (quote, backslash, control characters, invalid UTF-8)
+# must still give strict, valid UTF-8 JSON. The name is patched in place
+# (same length) in a copy of two_io.tflite.
+"$PY" - "$T/hostile.tflite" <<'EOF'
+import sys
+data = open("tests/data/two_io.tflite", "rb").read()
+old = b"serving_default_a:0"
+new = b'q"\\\x01\xff\xc3(\t\xe2\x82\xac\xed\xa0\x80z\x7f!!!'
+assert len(new) == len(old) and data.count(old) == 1, (len(new), len(old))
+open(sys.argv[1], "wb").write(data.replace(old, new))
+EOF
+if "$MOPT" inspect "$T/hostile.tflite" --json >"$T/h.json" 2>"$T/err" &&
+  "$PY" - "$T/h.json" <<'EOF'
+import json, sys
+d = json.loads(open(sys.argv[1], "rb").read().decode("utf-8", errors="strict"))
+names = [t["name"] for t in d["tensors"]]
+# invalid bytes (a lone 0xff, a truncated sequence, an encoded surrogate)
+# become U+FFFD; valid UTF-8 (the euro sign) is kept.
+want = 'q"\\\x01\ufffd\ufffd(\t\u20ac\ufffd\ufffd\ufffdz\x7f!!!'
+assert want in names, names
+EOF
+then ok "hostile tensor names give valid JSON"; else bad "hostile tensor names"; cat "$T/err"; fi
+if "$MOPT" inspect "$T/hostile.tflite" >/dev/null 2>&1; then ok "  human output works too"; else bad "  human output on hostile names"; fi
+
 echo
 if [ "$fails" = 0 ]; then echo "test_cli_inspect: all passed"; else echo "test_cli_inspect: $fails failed"; exit 1; fi

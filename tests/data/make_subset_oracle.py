@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
-"""Writes tests/data/subset_oracle.json: for every Fashion-MNIST fixture in
-tests/fixtures/ (28x28x1 input), the number of correctly classified images of
-the committed subset's 500 test images under LiteRT's reference kernels
-(BUILTIN_REF op resolver), with inputs scaled x/255 (float32) and, for
-comparison, x/127.5-1.
+"""Writes tests/data/subset_oracle.json: for every model with a 784-element
+input in tests/fixtures/ and tests/data/, the number of correctly classified
+images of the committed subset's 500 test images under LiteRT's reference
+kernels (BUILTIN_REF op resolver), with inputs scaled x/255 (float32) and
+x/127.5-1. Integer (int8/uint8) inputs are quantized the way `mopt eval`
+does it: q = round_half_away_from_zero(x / scale) + zero_point, clamped; the
+class is the argmax of the raw output (first maximum on ties).
 
 `tests/cli/test_cli_eval.sh` checks that `mopt eval` reproduces these counts.
 Needs numpy and ai-edge-litert (the pinned oracle, tests/requirements.txt).
@@ -30,6 +32,17 @@ def read_idx_gz(path, header):
     return np.frombuffer(raw, dtype=np.uint8, offset=header)
 
 
+def feed(inp, x):
+    x = x.reshape(inp["shape"])
+    if inp["dtype"] == np.float32:
+        return x
+    scale, zp = inp["quantization"]
+    info = np.iinfo(inp["dtype"])
+    v = x.astype(np.float64) / np.float64(np.float32(scale))
+    q = np.sign(v) * np.floor(np.abs(v) + 0.5) + zp
+    return np.clip(q, info.min, info.max).astype(inp["dtype"])
+
+
 def main():
     x = read_idx_gz(os.path.join(SUBSET, "t10k-images-idx3-ubyte.gz"), 16).reshape(-1, 28, 28, 1)
     y = read_idx_gz(os.path.join(SUBSET, "t10k-labels-idx1-ubyte.gz"), 8).astype(np.int64)
@@ -48,21 +61,23 @@ def main():
         result["oracle"] += f" {version('ai-edge-litert')}"
     except Exception:  # pragma: no cover - metadata missing
         pass
-    for path in sorted(glob.glob(os.path.join(ROOT, "tests", "fixtures", "*.tflite"))):
-        name = os.path.splitext(os.path.basename(path))[0]
+    paths = sorted(glob.glob(os.path.join(ROOT, "tests", "fixtures", "*.tflite")))
+    paths += sorted(glob.glob(os.path.join(HERE, "*.tflite")))
+    for path in paths:
+        name = os.path.relpath(path, ROOT)
         it = litert.Interpreter(model_path=path,
                                 experimental_op_resolver_type=litert.OpResolverType.BUILTIN_REF)
         it.allocate_tensors()
         inp = it.get_input_details()[0]
         out = it.get_output_details()[0]
-        if int(np.prod(inp["shape"])) != 28 * 28 or inp["dtype"] != np.float32:
+        if int(np.prod(inp["shape"])) != 28 * 28 or len(it.get_input_details()) != 1:
             continue
         # The test refuses a stale oracle: fixtures are regenerated now and then.
         entry = {"sha256": hashlib.sha256(open(path, "rb").read()).hexdigest()}
         for key, xs in scalings.items():
             correct = 0
             for i in range(xs.shape[0]):
-                it.set_tensor(inp["index"], xs[i].reshape(inp["shape"]))
+                it.set_tensor(inp["index"], feed(inp, xs[i]))
                 it.invoke()
                 correct += int(np.argmax(it.get_tensor(out["index"]).reshape(-1)) == y[i])
             entry[f"correct_{key}"] = correct

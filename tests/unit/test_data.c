@@ -26,23 +26,20 @@
 
 static char g_dir[256];
 
-static int setup_dir(void **state)
-{
+static int setup_dir(void **state) {
     (void)state;
     snprintf(g_dir, sizeof(g_dir), "/tmp/mopt_test_data_XXXXXX");
     return mkdtemp(g_dir) ? 0 : -1;
 }
 
-static int teardown_dir(void **state)
-{
+static int teardown_dir(void **state) {
     (void)state;
     char cmd[400];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", g_dir);
     return system(cmd) == 0 ? 0 : -1;
 }
 
-static const char *tmp_path(const char *name)
-{
+static const char *tmp_path(const char *name) {
     static char buf[4][512];
     static int slot;
     slot = (slot + 1) % 4;
@@ -50,8 +47,7 @@ static const char *tmp_path(const char *name)
     return buf[slot];
 }
 
-static void write_bytes(const char *path, const void *data, size_t n)
-{
+static void write_bytes(const char *path, const void *data, size_t n) {
     FILE *f = fopen(path, "wb");
     assert_non_null(f);
     if (n)
@@ -64,8 +60,7 @@ static void write_bytes(const char *path, const void *data, size_t n)
 /* Builds an NPY file of the given version with `dict` as header text (padded
  * to 64 bytes as numpy does) followed by `data`. Returns malloc'ed bytes. */
 static uint8_t *make_npy(int major, const char *dict, const void *data, size_t data_len,
-                         size_t *out_len)
-{
+                         size_t *out_len) {
     size_t prefix = major == 1 ? 10 : 12;
     size_t dlen = strlen(dict);
     size_t total = (prefix + dlen + 1 + 63) / 64 * 64;
@@ -92,16 +87,14 @@ static uint8_t *make_npy(int major, const char *dict, const void *data, size_t d
 }
 
 static void write_npy(const char *path, int major, const char *dict, const void *data,
-                      size_t data_len)
-{
+                      size_t data_len) {
     size_t n;
     uint8_t *b = make_npy(major, dict, data, data_len, &n);
     write_bytes(path, b, n);
     free(b);
 }
 
-static void test_npy_read_float32(void **state)
-{
+static void test_npy_read_float32(void **state) {
     (void)state;
     /* 2x3 float32 little-endian: 0.5, -1, 2, 3.25, 0, 1e-3 */
     const float vals[6] = {0.5f, -1.0f, 2.0f, 3.25f, 0.0f, 1e-3f};
@@ -129,8 +122,7 @@ static void test_npy_read_float32(void **state)
     mopt_array_free(NULL);
 }
 
-static void test_npy_read_variants(void **state)
-{
+static void test_npy_read_variants(void **state) {
     (void)state;
     mopt_array a;
     mopt_error e;
@@ -214,8 +206,7 @@ static void test_npy_read_variants(void **state)
 
 /* Reads `bytes` as an NPY file and expects `want` with `needle` in the message. */
 static void expect_npy_error(const char *name, const void *bytes, size_t n, mopt_status want,
-                             const char *needle)
-{
+                             const char *needle) {
     const char *p = tmp_path(name);
     write_bytes(p, bytes, n);
     mopt_array a;
@@ -227,9 +218,8 @@ static void expect_npy_error(const char *name, const void *bytes, size_t n, mopt
     assert_null(strchr(e.msg, '\n'));
 }
 
-static void expect_npy_header_error(const char *name, int major, const char *dict,
-                                    size_t data_len, mopt_status want, const char *needle)
-{
+static void expect_npy_header_error(const char *name, int major, const char *dict, size_t data_len,
+                                    mopt_status want, const char *needle) {
     uint8_t *zeros = calloc(1, data_len + 1);
     size_t n;
     uint8_t *b = make_npy(major, dict, zeros, data_len, &n);
@@ -238,8 +228,7 @@ static void expect_npy_header_error(const char *name, int major, const char *dic
     free(zeros);
 }
 
-static void test_npy_malformed(void **state)
-{
+static void test_npy_malformed(void **state) {
     (void)state;
     expect_npy_error("short.npy", "\x93NUM", 4, MOPT_ERR_BAD_INPUT, "bad magic");
     expect_npy_error("magic.npy", "\x93NUMPZ\x01\x00\x00\x00", 10, MOPT_ERR_BAD_INPUT, "magic");
@@ -269,8 +258,8 @@ static void test_npy_malformed(void **state)
                             "{'descr': '|f4', 'fortran_order': False, 'shape': (2,), }", 8,
                             MOPT_ERR_UNSUPPORTED, "dtype");
     expect_npy_header_error("struct.npy", 1,
-                            "{'descr': [('a', '<f4')], 'fortran_order': False, 'shape': (2,), }",
-                            8, MOPT_ERR_BAD_INPUT, "descr");
+                            "{'descr': [('a', '<f4')], 'fortran_order': False, 'shape': (2,), }", 8,
+                            MOPT_ERR_BAD_INPUT, "descr");
     expect_npy_header_error("noshape.npy", 1, "{'descr': '<f4', 'fortran_order': False, }", 4,
                             MOPT_ERR_BAD_INPUT, "lacks");
     expect_npy_header_error("negdim.npy", 1,
@@ -291,8 +280,7 @@ static void test_npy_malformed(void **state)
     expect_npy_header_error("garbage.npy", 1,
                             "{'descr': '<f4', 'fortran_order': False, 'shape': (1,), } xyz", 4,
                             MOPT_ERR_BAD_INPUT, "after the header");
-    expect_npy_header_error("notdict.npy", 1, "['descr', '<f4']", 4, MOPT_ERR_BAD_INPUT,
-                            "dict");
+    expect_npy_header_error("notdict.npy", 1, "['descr', '<f4']", 4, MOPT_ERR_BAD_INPUT, "dict");
     expect_npy_header_error("badbool.npy", 1,
                             "{'descr': '<f4', 'fortran_order': Falsey, 'shape': (1,), }", 4,
                             MOPT_ERR_BAD_INPUT, "fortran_order");
@@ -308,8 +296,7 @@ static void test_npy_malformed(void **state)
     assert_non_null(strstr(e.msg, "does-not-exist.npy"));
 }
 
-static void test_npy_write(void **state)
-{
+static void test_npy_write(void **state) {
     (void)state;
     /* Header text must be exactly what numpy writes for v1. */
     int32_t v[6] = {1, -2, 3, -4, 5, 2147483647};
@@ -346,8 +333,8 @@ static void test_npy_write(void **state)
                 float f = (float)i * 0.25f - 1.0f;
                 memcpy(raw + 4 * i, &f, 4);
             }
-        mopt_array w = {.dtype = dts[k], .rank = 1, .dims = {(int64_t)(5)},
-                        .data = raw, .nbytes = 5 * es};
+        mopt_array w = {
+            .dtype = dts[k], .rank = 1, .dims = {(int64_t)(5)}, .data = raw, .nbytes = 5 * es};
         assert_int_equal(mopt_npy_write(p, &w, &e), MOPT_OK);
         mopt_array r;
         assert_int_equal(mopt_npy_read(p, &r, &e), MOPT_OK);
@@ -381,8 +368,7 @@ static void test_npy_write(void **state)
 
 /* ---- IDX ---- */
 
-static size_t idx_header(uint8_t *b, uint8_t type, int ndims, const uint32_t *dims)
-{
+static size_t idx_header(uint8_t *b, uint8_t type, int ndims, const uint32_t *dims) {
     b[0] = 0;
     b[1] = 0;
     b[2] = type;
@@ -397,8 +383,7 @@ static size_t idx_header(uint8_t *b, uint8_t type, int ndims, const uint32_t *di
 }
 
 /* gzip-compresses data (independent of the reader: zlib's deflate). */
-static uint8_t *gzip_bytes(const void *data, size_t n, size_t *out_n)
-{
+static uint8_t *gzip_bytes(const void *data, size_t n, size_t *out_n) {
     z_stream zs;
     memset(&zs, 0, sizeof(zs));
     assert_int_equal(deflateInit2(&zs, 9, Z_DEFLATED, 16 + 15, 8, Z_DEFAULT_STRATEGY), Z_OK);
@@ -415,8 +400,7 @@ static uint8_t *gzip_bytes(const void *data, size_t n, size_t *out_n)
     return out;
 }
 
-static void test_idx_types(void **state)
-{
+static void test_idx_types(void **state) {
     (void)state;
     uint8_t b[128];
     mopt_array a;
@@ -521,8 +505,7 @@ static void test_idx_types(void **state)
     mopt_array_free(&a);
 }
 
-static void expect_idx_error(const char *name, const void *bytes, size_t n, const char *needle)
-{
+static void expect_idx_error(const char *name, const void *bytes, size_t n, const char *needle) {
     const char *p = tmp_path(name);
     write_bytes(p, bytes, n);
     mopt_array a;
@@ -533,10 +516,10 @@ static void expect_idx_error(const char *name, const void *bytes, size_t n, cons
     assert_null(a.data);
 }
 
-static void test_idx_malformed(void **state)
-{
+static void test_idx_malformed(void **state) {
     (void)state;
     uint8_t b[256];
+    memset(b, 0, sizeof(b));
     uint32_t d[3] = {2, 2, 3};
     size_t h = idx_header(b, 0x08, 3, d);
     memset(b + h, 7, 64);
@@ -560,7 +543,7 @@ static void test_idx_malformed(void **state)
 
     /* Huge dims: product overflows / exceeds 2 GiB. */
     uint32_t huge[3] = {0xffffffffu, 0xffffffffu, 0xffffffffu};
-    uint8_t hb[64];
+    uint8_t hb[64] = {0};
     size_t hh = idx_header(hb, 0x08, 3, huge);
     expect_idx_error("huge.idx", hb, hh + 8, "too large");
     uint32_t big[2] = {60000, 10000}; /* 600 MB claimed by a tiny raw file */
@@ -602,8 +585,7 @@ static void test_idx_malformed(void **state)
  * & 255 and a labels file with label i%10 (or `bad_label` for the last one if
  * >= 0) into folder `dir`, using the standard names for `prefix`. */
 static void write_idx_split(const char *dir, const char *prefix, uint32_t n, uint32_t hh,
-                            uint32_t ww, uint32_t nlabels, int bad_label)
-{
+                            uint32_t ww, uint32_t nlabels, int bad_label) {
     char path[600];
     size_t total = (size_t)n * hh * ww;
     uint8_t *b = malloc(16 + total);
@@ -634,8 +616,7 @@ static void write_idx_split(const char *dir, const char *prefix, uint32_t n, uin
     free(b);
 }
 
-static void test_dataset_folder(void **state)
-{
+static void test_dataset_folder(void **state) {
     (void)state;
     char dir[512];
     snprintf(dir, sizeof(dir), "%s/ds", g_dir);
@@ -691,8 +672,7 @@ static void test_dataset_folder(void **state)
     }
 }
 
-static void test_dataset_errors(void **state)
-{
+static void test_dataset_errors(void **state) {
     (void)state;
     mopt_dataset d;
     mopt_error e;
@@ -736,8 +716,7 @@ static void test_dataset_errors(void **state)
                      MOPT_ERR_ARG);
 }
 
-static void test_dataset_npy_pair(void **state)
-{
+static void test_dataset_npy_pair(void **state) {
     (void)state;
     /* uint8 images [3,2,2,2] (NHWC, c = 2) and int64 labels. */
     uint8_t px[24];
@@ -746,9 +725,9 @@ static void test_dataset_npy_pair(void **state)
     char imgs[600], labs[600], spec[1300];
     snprintf(imgs, sizeof(imgs), "%s/imgs.npy", g_dir);
     snprintf(labs, sizeof(labs), "%s/labs.npy", g_dir);
-    write_npy(imgs, 1, "{'descr': '|u1', 'fortran_order': False, 'shape': (3, 2, 2, 2), }", px,
-              24);
-    const uint8_t l64[24] = {2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0};
+    write_npy(imgs, 1, "{'descr': '|u1', 'fortran_order': False, 'shape': (3, 2, 2, 2), }", px, 24);
+    const uint8_t l64[24] = {2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                             0, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0};
     write_npy(labs, 1, "{'descr': '<i8', 'fortran_order': False, 'shape': (3,), }", l64, 24);
     snprintf(spec, sizeof(spec), "%s,%s", imgs, labs);
     mopt_dataset d;
@@ -787,8 +766,7 @@ static void test_dataset_npy_pair(void **state)
 
 /* The committed subset; expected values computed with numpy from Debian's
  * files (see tests/data/make_subset.py). */
-static void test_committed_subset(void **state)
-{
+static void test_committed_subset(void **state) {
     (void)state;
     const char *dir = MOPT_SOURCE_DIR "/tests/data/fashion-mnist-subset";
     mopt_dataset d;
@@ -837,8 +815,7 @@ static void test_committed_subset(void **state)
 }
 
 /* The full Debian dataset, when installed. */
-static void test_debian_dataset(void **state)
-{
+static void test_debian_dataset(void **state) {
     (void)state;
     const char *dir = "/usr/share/datasets/fashion-mnist";
     struct stat sb;
@@ -856,8 +833,7 @@ static void test_debian_dataset(void **state)
     mopt_dataset_free(&d);
 }
 
-int main(void)
-{
+int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_npy_read_float32), cmocka_unit_test(test_npy_read_variants),
         cmocka_unit_test(test_npy_malformed),    cmocka_unit_test(test_npy_write),

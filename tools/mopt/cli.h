@@ -27,8 +27,8 @@
 
 typedef struct cli_command {
     const char *name;
-    const char *summary; /* one line for `mopt --help` */
-    const char *help;    /* full text for `mopt help CMD` (starts with "usage:") */
+    const char *summary;                /* one line for `mopt --help` */
+    const char *help;                   /* full text for `mopt help CMD` (starts with "usage:") */
     int (*main)(int argc, char **argv); /* argv[0] is the command name */
 } cli_command;
 
@@ -114,6 +114,11 @@ void cli_model_free(cli_model *m);
  * "mopt: PATH: <message>" on failure and returns the exit code; 0 on success. */
 int cli_interp_create(const cli_model *m, int num_threads, mopt_interp **out);
 
+/* Copies s into buf for terminal output: control characters become '?', and
+ * names longer than max bytes are cut (on a UTF-8 boundary) and end in "...".
+ * cap must exceed max + 3. Returns buf. */
+const char *cli_printable(const char *s, size_t max, char *buf, size_t cap);
+
 /* Formats a tensor shape as "[1,28,28,1]" into buf. */
 const char *cli_shape_str(const int64_t *dims, int rank, char *buf, size_t cap);
 const char *cli_tensor_shape_str(const mopt_tensor *t, char *buf, size_t cap);
@@ -125,7 +130,7 @@ const char *cli_tensor_shape_str(const mopt_tensor *t, char *buf, size_t cap);
 typedef struct cli_json {
     FILE *f;
     int depth;
-    bool first[CLI_JSON_MAX_DEPTH]; /* nothing written yet at this level */
+    bool first[CLI_JSON_MAX_DEPTH];   /* nothing written yet at this level */
     bool inline_[CLI_JSON_MAX_DEPTH]; /* print this container on one line */
 } cli_json;
 
@@ -150,8 +155,8 @@ void cli_json_finish(cli_json *j);
 typedef struct cli_table {
     int ncols;
     int nrows, cap;
-    char **cells;     /* nrows * ncols strings (owned) */
-    bool *right;      /* per column: right-align (numbers) */
+    char **cells; /* nrows * ncols strings (owned) */
+    bool *right;  /* per column: right-align (numbers) */
 } cli_table;
 
 /* header: ncols column titles; align: one 'l' or 'r' per column. */

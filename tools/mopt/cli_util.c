@@ -12,14 +12,12 @@
 
 /* ---- errors ---- */
 
-int cli_fail(const mopt_error *err)
-{
+int cli_fail(const mopt_error *err) {
     fprintf(stderr, "mopt: %s\n", err->msg[0] ? err->msg : mopt_status_str(err->status));
     return mopt_status_exit_code(err->status);
 }
 
-int cli_usage_error(const char *cmd, const char *fmt, ...)
-{
+int cli_usage_error(const char *cmd, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     fprintf(stderr, "mopt: %s: ", cmd);
@@ -29,8 +27,7 @@ int cli_usage_error(const char *cmd, const char *fmt, ...)
     return 1;
 }
 
-int cli_error(mopt_status st, const char *fmt, ...)
-{
+int cli_error(mopt_status st, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     fputs("mopt: ", stderr);
@@ -43,8 +40,7 @@ int cli_error(mopt_status st, const char *fmt, ...)
 /* ---- argument parsing ---- */
 
 void cli_parser_init(cli_parser *p, const char *cmd, int argc, char **argv, const cli_option *opts,
-                     int n_opts)
-{
+                     int n_opts) {
     p->cmd = cmd;
     p->argc = argc;
     p->argv = argv;
@@ -54,8 +50,7 @@ void cli_parser_init(cli_parser *p, const char *cmd, int argc, char **argv, cons
     p->n_opts = n_opts;
 }
 
-int cli_next(cli_parser *p, const char **arg)
-{
+int cli_next(cli_parser *p, const char **arg) {
     *arg = NULL;
     if (p->i >= p->argc)
         return CLI_END;
@@ -121,8 +116,7 @@ int cli_next(cli_parser *p, const char **arg)
 }
 
 bool cli_parse_int(const char *cmd, const char *opt, const char *s, int64_t min, int64_t max,
-                   int64_t *out)
-{
+                   int64_t *out) {
     char *end = NULL;
     errno = 0;
     long long v = strtoll(s, &end, 10);
@@ -135,16 +129,14 @@ bool cli_parse_int(const char *cmd, const char *opt, const char *s, int64_t min,
     return true;
 }
 
-int cli_print_help(const cli_command *c)
-{
+int cli_print_help(const cli_command *c) {
     fputs(c->help, stdout);
     return 0;
 }
 
 /* ---- model loading ---- */
 
-int cli_model_load(const char *path, bool keep_bytes, cli_model *m)
-{
+int cli_model_load(const char *path, bool keep_bytes, cli_model *m) {
     memset(m, 0, sizeof(*m));
     m->path = path;
     mopt_error err;
@@ -169,8 +161,7 @@ int cli_model_load(const char *path, bool keep_bytes, cli_model *m)
     return 0;
 }
 
-void cli_model_free(cli_model *m)
-{
+void cli_model_free(cli_model *m) {
     mopt_graph_free(m->graph);
     free(m->file_data);
     m->graph = NULL;
@@ -178,8 +169,7 @@ void cli_model_free(cli_model *m)
     m->file_size = 0;
 }
 
-int cli_interp_create(const cli_model *m, int num_threads, mopt_interp **out)
-{
+int cli_interp_create(const cli_model *m, int num_threads, mopt_interp **out) {
     mopt_interp_options o = mopt_interp_default_options();
     if (num_threads > 0)
         o.num_threads = num_threads;
@@ -194,8 +184,31 @@ int cli_interp_create(const cli_model *m, int num_threads, mopt_interp **out)
     return 0;
 }
 
-const char *cli_shape_str(const int64_t *dims, int rank, char *buf, size_t cap)
-{
+const char *cli_printable(const char *s, size_t max, char *buf, size_t cap) {
+    if (!s)
+        s = "";
+    if (max + 4 > cap)
+        max = cap > 4 ? cap - 4 : 0;
+    size_t len = strlen(s);
+    size_t n = len;
+    if (len > max) {
+        n = max >= 3 ? max - 3 : 0;
+        while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80)
+            n--; /* do not split a UTF-8 sequence */
+    }
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        buf[i] = c < 0x20 || c == 0x7f ? '?' : (char)c;
+    }
+    if (len > max) {
+        memcpy(buf + n, "...", 4);
+    } else {
+        buf[n] = '\0';
+    }
+    return buf;
+}
+
+const char *cli_shape_str(const int64_t *dims, int rank, char *buf, size_t cap) {
     size_t n = 0;
     buf[0] = '\0';
     n += (size_t)snprintf(buf, cap, "[");
@@ -206,8 +219,7 @@ const char *cli_shape_str(const int64_t *dims, int rank, char *buf, size_t cap)
     return buf;
 }
 
-const char *cli_tensor_shape_str(const mopt_tensor *t, char *buf, size_t cap)
-{
+const char *cli_tensor_shape_str(const mopt_tensor *t, char *buf, size_t cap) {
     int64_t d[MOPT_MAX_DIMS];
     int rank = t->rank < 0 ? 0 : t->rank > MOPT_MAX_DIMS ? MOPT_MAX_DIMS : t->rank;
     for (int i = 0; i < rank; i++)
@@ -217,15 +229,13 @@ const char *cli_tensor_shape_str(const mopt_tensor *t, char *buf, size_t cap)
 
 /* ---- JSON ---- */
 
-void cli_json_init(cli_json *j, FILE *f)
-{
+void cli_json_init(cli_json *j, FILE *f) {
     memset(j, 0, sizeof(*j));
     j->f = f;
     j->first[0] = true;
 }
 
-static void json_indent(cli_json *j)
-{
+static void json_indent(cli_json *j) {
     fputc('\n', j->f);
     for (int i = 0; i < j->depth; i++)
         fputs("  ", j->f);
@@ -234,8 +244,7 @@ static void json_indent(cli_json *j)
 /* Writes s as a JSON string literal. Control characters are escaped and
  * invalid UTF-8 bytes become U+FFFD, so the output is always valid JSON
  * whatever a model file puts in its tensor names. */
-static void json_write_string(FILE *f, const char *s)
-{
+static void json_write_string(FILE *f, const char *s) {
     const unsigned char *p = (const unsigned char *)(s ? s : "");
     fputc('"', f);
     while (*p) {
@@ -283,8 +292,7 @@ static void json_write_string(FILE *f, const char *s)
 }
 
 /* Separator, newline/indent and "key": before a value. */
-static void json_prefix(cli_json *j, const char *key)
-{
+static void json_prefix(cli_json *j, const char *key) {
     if (j->depth > 0) {
         if (!j->first[j->depth])
             fputc(',', j->f);
@@ -302,8 +310,7 @@ static void json_prefix(cli_json *j, const char *key)
     }
 }
 
-static void json_open(cli_json *j, const char *key, char c, bool inline_)
-{
+static void json_open(cli_json *j, const char *key, char c, bool inline_) {
     json_prefix(j, key);
     fputc(c, j->f);
     if (j->depth + 1 < CLI_JSON_MAX_DEPTH) {
@@ -314,8 +321,7 @@ static void json_open(cli_json *j, const char *key, char c, bool inline_)
     }
 }
 
-static void json_close(cli_json *j, char c)
-{
+static void json_close(cli_json *j, char c) {
     bool empty = j->first[j->depth];
     bool inl = j->inline_[j->depth];
     j->depth--;
@@ -324,28 +330,30 @@ static void json_close(cli_json *j, char c)
     fputc(c, j->f);
 }
 
-void cli_json_object_begin(cli_json *j, const char *key) { json_open(j, key, '{', false); }
-void cli_json_object_end(cli_json *j) { json_close(j, '}'); }
-void cli_json_array_begin(cli_json *j, const char *key, bool inline_)
-{
+void cli_json_object_begin(cli_json *j, const char *key) {
+    json_open(j, key, '{', false);
+}
+void cli_json_object_end(cli_json *j) {
+    json_close(j, '}');
+}
+void cli_json_array_begin(cli_json *j, const char *key, bool inline_) {
     json_open(j, key, '[', inline_);
 }
-void cli_json_array_end(cli_json *j) { json_close(j, ']'); }
+void cli_json_array_end(cli_json *j) {
+    json_close(j, ']');
+}
 
-void cli_json_string(cli_json *j, const char *key, const char *s)
-{
+void cli_json_string(cli_json *j, const char *key, const char *s) {
     json_prefix(j, key);
     json_write_string(j->f, s);
 }
 
-void cli_json_int(cli_json *j, const char *key, int64_t v)
-{
+void cli_json_int(cli_json *j, const char *key, int64_t v) {
     json_prefix(j, key);
     fprintf(j->f, "%" PRId64, v);
 }
 
-void cli_json_double(cli_json *j, const char *key, double v)
-{
+void cli_json_double(cli_json *j, const char *key, double v) {
     json_prefix(j, key);
     if (isfinite(v))
         fprintf(j->f, "%.9g", v);
@@ -353,24 +361,23 @@ void cli_json_double(cli_json *j, const char *key, double v)
         fputs("null", j->f);
 }
 
-void cli_json_bool(cli_json *j, const char *key, bool v)
-{
+void cli_json_bool(cli_json *j, const char *key, bool v) {
     json_prefix(j, key);
     fputs(v ? "true" : "false", j->f);
 }
 
-void cli_json_null(cli_json *j, const char *key)
-{
+void cli_json_null(cli_json *j, const char *key) {
     json_prefix(j, key);
     fputs("null", j->f);
 }
 
-void cli_json_finish(cli_json *j) { fputc('\n', j->f); }
+void cli_json_finish(cli_json *j) {
+    fputc('\n', j->f);
+}
 
 /* ---- tables ---- */
 
-bool cli_table_init(cli_table *t, int ncols, const char *const *header, const char *align)
-{
+bool cli_table_init(cli_table *t, int ncols, const char *const *header, const char *align) {
     memset(t, 0, sizeof(*t));
     t->ncols = ncols;
     t->right = calloc((size_t)ncols, sizeof(bool));
@@ -381,8 +388,7 @@ bool cli_table_init(cli_table *t, int ncols, const char *const *header, const ch
     return cli_table_add(t, header);
 }
 
-bool cli_table_add(cli_table *t, const char *const *cells)
-{
+bool cli_table_add(cli_table *t, const char *const *cells) {
     if (t->nrows == t->cap) {
         int cap = t->cap ? 2 * t->cap : 16;
         char **nc = realloc(t->cells, (size_t)cap * (size_t)t->ncols * sizeof(char *));
@@ -404,8 +410,7 @@ bool cli_table_add(cli_table *t, const char *const *cells)
     return true;
 }
 
-void cli_table_print(const cli_table *t, FILE *f, const char *indent)
-{
+void cli_table_print(const cli_table *t, FILE *f, const char *indent) {
     size_t *w = calloc((size_t)t->ncols, sizeof(size_t));
     if (!w)
         return;
@@ -439,8 +444,7 @@ void cli_table_print(const cli_table *t, FILE *f, const char *indent)
     free(w);
 }
 
-void cli_table_free(cli_table *t)
-{
+void cli_table_free(cli_table *t) {
     for (int i = 0; i < t->nrows * t->ncols; i++)
         free(t->cells[i]);
     free(t->cells);
@@ -450,8 +454,7 @@ void cli_table_free(cli_table *t)
 
 /* ---- progress bar ---- */
 
-void cli_progress_begin(cli_progress *p, const char *label, int64_t total)
-{
+void cli_progress_begin(cli_progress *p, const char *label, int64_t total) {
     memset(p, 0, sizeof(*p));
     /* Only for a person watching: never in pipes, logs or test output. */
     p->active = total > 0 && isatty(fileno(stderr));
@@ -461,8 +464,7 @@ void cli_progress_begin(cli_progress *p, const char *label, int64_t total)
     p->last_draw = 0;
 }
 
-static void format_secs(double s, char *buf, size_t cap)
-{
+static void format_secs(double s, char *buf, size_t cap) {
     if (!(s >= 0) || s > 359999)
         snprintf(buf, cap, "--:--");
     else if (s >= 3600)
@@ -471,8 +473,7 @@ static void format_secs(double s, char *buf, size_t cap)
         snprintf(buf, cap, "%d:%02d", (int)s / 60, (int)s % 60);
 }
 
-void cli_progress_update(cli_progress *p, int64_t done)
-{
+void cli_progress_update(cli_progress *p, int64_t done) {
     if (!p->active)
         return;
     double now = mopt_now();
@@ -494,8 +495,7 @@ void cli_progress_update(cli_progress *p, int64_t done)
     fflush(stderr);
 }
 
-void cli_progress_end(cli_progress *p)
-{
+void cli_progress_end(cli_progress *p) {
     if (!p->active)
         return;
     /* Erase the bar so that results start on a clean line. */
@@ -506,8 +506,7 @@ void cli_progress_end(cli_progress *p)
 
 /* ---- random inputs ---- */
 
-uint64_t cli_rand_next(uint64_t *state)
-{
+uint64_t cli_rand_next(uint64_t *state) {
     /* splitmix64 */
     uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
@@ -515,8 +514,7 @@ uint64_t cli_rand_next(uint64_t *state)
     return z ^ (z >> 31);
 }
 
-void cli_fill_random(void *data, mopt_dtype dt, int64_t n, uint64_t *state)
-{
+void cli_fill_random(void *data, mopt_dtype dt, int64_t n, uint64_t *state) {
     for (int64_t i = 0; i < n; i++) {
         uint64_t r = cli_rand_next(state);
         switch (dt) {

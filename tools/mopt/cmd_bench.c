@@ -11,14 +11,12 @@ static const cli_option opts[] = {
 };
 enum { OPT_THREADS, OPT_RUNS, OPT_WARMUP, OPT_SEED, OPT_JSON };
 
-static int cmp_double(const void *a, const void *b)
-{
+static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return x < y ? -1 : x > y;
 }
 
-static int bench_main(int argc, char **argv)
-{
+static int bench_main(int argc, char **argv) {
     cli_parser p;
     cli_parser_init(&p, "bench", argc, argv, opts, (int)(sizeof(opts) / sizeof(opts[0])));
     const char *model = NULL, *arg;

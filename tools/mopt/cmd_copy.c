@@ -8,8 +8,7 @@
 static const cli_option opts[] = {{"output", 'o', true}};
 enum { OPT_OUTPUT };
 
-static int copy_main(int argc, char **argv)
-{
+static int copy_main(int argc, char **argv) {
     cli_parser p;
     cli_parser_init(&p, "copy", argc, argv, opts, (int)(sizeof(opts) / sizeof(opts[0])));
     const char *model = NULL, *out = NULL, *arg;

@@ -8,16 +8,15 @@
 #include "cli.h"
 
 static const cli_option opts[] = {
-    {"data", 'd', true},   {"limit", 'n', true}, {"scale", 0, true},
-    {"threads", 't', true}, {"json", 0, false},  {"split", 0, true},
+    {"data", 'd', true},    {"limit", 'n', true}, {"scale", 0, true},
+    {"threads", 't', true}, {"json", 0, false},   {"split", 0, true},
 };
 enum { OPT_DATA, OPT_LIMIT, OPT_SCALE, OPT_THREADS, OPT_JSON, OPT_SPLIT };
 
 /* Writes one float sample into the model input, quantizing if the input is
  * integer: q = round(x / scale) + zero_point, clamped to the type's range
  * (the TFLite QUANTIZE op's rule, rounding half away from zero). */
-static void fill_input(void *dst, const mopt_tensor *t, const float *x, int64_t n)
-{
+static void fill_input(void *dst, const mopt_tensor *t, const float *x, int64_t n) {
     if (t->dtype == MOPT_FLOAT32) {
         memcpy(dst, x, (size_t)n * sizeof(float));
         return;
@@ -39,8 +38,7 @@ static void fill_input(void *dst, const mopt_tensor *t, const float *x, int64_t 
 
 /* Index of the largest element (the first one on ties). For quantized
  * outputs the integers order like the real values (scale > 0). */
-static int64_t argmax(const void *data, mopt_dtype dt, int64_t n)
-{
+static int64_t argmax(const void *data, mopt_dtype dt, int64_t n) {
     int64_t best = 0;
     for (int64_t i = 1; i < n; i++) {
         bool gt;
@@ -63,8 +61,7 @@ static int64_t argmax(const void *data, mopt_dtype dt, int64_t n)
     return best;
 }
 
-static int eval_main(int argc, char **argv)
-{
+static int eval_main(int argc, char **argv) {
     cli_parser p;
     cli_parser_init(&p, "eval", argc, argv, opts, (int)(sizeof(opts) / sizeof(opts[0])));
     const char *model = NULL, *data = NULL, *arg;
@@ -144,16 +141,17 @@ static int eval_main(int argc, char **argv)
     cli_tensor_shape_str(tin, shape, sizeof(shape));
     if (tin->dtype != MOPT_FLOAT32 && tin->dtype != MOPT_INT8 && tin->dtype != MOPT_UINT8 &&
         tin->dtype != MOPT_INT16) {
-        rc = cli_error(MOPT_ERR_UNSUPPORTED, "%s: input %d '%s' has dtype %s; eval feeds float32, "
-                                             "int8, uint8 or int16 inputs",
+        rc = cli_error(MOPT_ERR_UNSUPPORTED,
+                       "%s: input %d '%s' has dtype %s; eval feeds float32, "
+                       "int8, uint8 or int16 inputs",
                        model, in_idx, tin->name, mopt_dtype_name(tin->dtype));
         goto done;
     }
     if (tin->dtype != MOPT_FLOAT32 &&
         (tin->quant.n < 1 || !(tin->quant.scale[0] > 0) || !isfinite(tin->quant.scale[0]))) {
         rc = cli_error(MOPT_ERR_BAD_INPUT,
-                       "%s: integer input %d '%s' has no valid quantization scale", model,
-                       in_idx, tin->name);
+                       "%s: integer input %d '%s' has no valid quantization scale", model, in_idx,
+                       tin->name);
         goto done;
     }
     int64_t out_n = mopt_tensor_numel(tout);

@@ -10,16 +10,15 @@
 /* ---- per-tensor statistics of constant data ---- */
 
 typedef struct tensor_stats {
-    bool valid;        /* constant with data mopt can read */
+    bool valid; /* constant with data mopt can read */
     int64_t numel;
-    int64_t zeros;     /* elements equal to zero (or to the zero point) */
-    int64_t unique;    /* distinct values */
+    int64_t zeros;  /* elements equal to zero (or to the zero point) */
+    int64_t unique; /* distinct values */
 } tensor_stats;
 
 /* Zero point that applies to flat element i (per-axis quantization uses the
  * zero point of the element's channel along quant.axis). */
-static int64_t zero_point_at(const mopt_tensor *t, int64_t i, int64_t inner)
-{
+static int64_t zero_point_at(const mopt_tensor *t, int64_t i, int64_t inner) {
     const mopt_quant *q = &t->quant;
     if (q->n <= 0 || !q->zero_point)
         return 0;
@@ -29,16 +28,14 @@ static int64_t zero_point_at(const mopt_tensor *t, int64_t i, int64_t inner)
     return q->zero_point[ch];
 }
 
-static int cmp_u64(const void *a, const void *b)
-{
+static int cmp_u64(const void *a, const void *b) {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
     return x < y ? -1 : x > y;
 }
 
 /* Element i as a 64-bit key for counting distinct values; floats by bit
  * pattern with -0.0 folded onto 0.0 (they are the same weight). */
-static uint64_t value_key(const void *data, mopt_dtype dt, int64_t i)
-{
+static uint64_t value_key(const void *data, mopt_dtype dt, int64_t i) {
     switch (dt) {
     case MOPT_FLOAT32: {
         float f = ((const float *)data)[i];
@@ -62,8 +59,7 @@ static uint64_t value_key(const void *data, mopt_dtype dt, int64_t i)
     }
 }
 
-static bool is_zero(const mopt_tensor *t, const void *data, int64_t i, int64_t inner)
-{
+static bool is_zero(const mopt_tensor *t, const void *data, int64_t i, int64_t inner) {
     switch (t->dtype) {
     case MOPT_FLOAT32: return ((const float *)data)[i] == 0.0f;
     case MOPT_FLOAT16: return (((const uint16_t *)data)[i] & 0x7fff) == 0;
@@ -74,8 +70,7 @@ static bool is_zero(const mopt_tensor *t, const void *data, int64_t i, int64_t i
     }
 }
 
-static tensor_stats compute_stats(const mopt_graph *g, int ti)
-{
+static tensor_stats compute_stats(const mopt_graph *g, int ti) {
     tensor_stats s = {0};
     const mopt_tensor *t = &g->tensors[ti];
     const void *data = mopt_tensor_data(g, ti);
@@ -133,21 +128,20 @@ typedef struct op_param {
 
 #define MAX_PARAMS 12
 
-static int add_int(op_param *p, int n, const char *k, int64_t v)
-{
+static int add_int(op_param *p, int n, const char *k, int64_t v) {
     p[n] = (op_param){.key = k, .kind = P_INT, .i = v};
     return n + 1;
 }
-static int add_str(op_param *p, int n, const char *k, const char *v)
-{
+static int add_str(op_param *p, int n, const char *k, const char *v) {
     p[n] = (op_param){.key = k, .kind = P_STR, .s = v};
     return n + 1;
 }
 
-static const char *padding_name(mopt_padding pd) { return pd == MOPT_PAD_SAME ? "SAME" : "VALID"; }
+static const char *padding_name(mopt_padding pd) {
+    return pd == MOPT_PAD_SAME ? "SAME" : "VALID";
+}
 
-static int op_params(const mopt_op *op, op_param *p)
-{
+static int op_params(const mopt_op *op, op_param *p) {
     int n = 0;
     switch (op->type) {
     case MOPT_OP_CONV_2D:
@@ -198,21 +192,19 @@ static int op_params(const mopt_op *op, op_param *p)
     case MOPT_OP_MEAN:
         p[n++] = (op_param){.key = "keep_dims", .kind = P_BOOL, .i = op->p.reducer.keep_dims};
         break;
-    default:
-        break;
+    default: break;
     }
     return n;
 }
 
 /* "stride=2x2 pad=SAME act=RELU"-style summary of the parameters. */
-static void params_text(const mopt_op *op, char *buf, size_t cap)
-{
+static void params_text(const mopt_op *op, char *buf, size_t cap) {
     buf[0] = '\0';
     size_t len = 0;
-#define APPEND(...)                                                                    \
-    do {                                                                               \
-        if (len < cap)                                                                 \
-            len += (size_t)snprintf(buf + len, cap - len, __VA_ARGS__);                \
+#define APPEND(...)                                                     \
+    do {                                                                \
+        if (len < cap)                                                  \
+            len += (size_t)snprintf(buf + len, cap - len, __VA_ARGS__); \
     } while (0)
     switch (op->type) {
     case MOPT_OP_CONV_2D:
@@ -266,8 +258,7 @@ static void params_text(const mopt_op *op, char *buf, size_t cap)
 #undef APPEND
 }
 
-static void params_json(cli_json *j, const mopt_op *op)
-{
+static void params_json(cli_json *j, const mopt_op *op) {
     op_param p[MAX_PARAMS];
     int n = op_params(op, p);
     cli_json_object_begin(j, "params");
@@ -288,8 +279,7 @@ static void params_json(cli_json *j, const mopt_op *op)
     cli_json_object_end(j);
 }
 
-static const char *op_name(int type, char *buf, size_t cap)
-{
+static const char *op_name(int type, char *buf, size_t cap) {
     const char *n = mopt_op_name(type);
     if (n)
         return n;
@@ -297,32 +287,14 @@ static const char *op_name(int type, char *buf, size_t cap)
     return buf;
 }
 
-static void index_list(const int32_t *idx, int n, char *buf, size_t cap)
-{
+static void index_list(const int32_t *idx, int n, char *buf, size_t cap) {
     size_t len = 0;
     buf[0] = '\0';
     for (int k = 0; k < n && len < cap; k++)
         len += (size_t)snprintf(buf + len, cap - len, "%s%d", k ? "," : "", (int)idx[k]);
 }
 
-/* Shortens long tensor names for the table (JSON keeps them whole); cuts on
- * a UTF-8 character boundary. */
-static const char *short_name(const char *s, char *buf, size_t cap)
-{
-    const size_t max = 48;
-    size_t len = strlen(s);
-    if (len <= max || cap < max + 4)
-        return s;
-    size_t cut = max - 3;
-    while (cut > 0 && ((unsigned char)s[cut] & 0xc0) == 0x80)
-        cut--;
-    memcpy(buf, s, cut);
-    memcpy(buf + cut, "...", 4);
-    return buf;
-}
-
-static void quant_text(const mopt_quant *q, char *buf, size_t cap)
-{
+static void quant_text(const mopt_quant *q, char *buf, size_t cap) {
     if (q->n <= 0) {
         snprintf(buf, cap, "-");
         return;
@@ -340,8 +312,7 @@ static void quant_text(const mopt_quant *q, char *buf, size_t cap)
              q->n, lo, hi, q->zero_point[0]);
 }
 
-static void quant_json(cli_json *j, const mopt_quant *q)
-{
+static void quant_json(cli_json *j, const mopt_quant *q) {
     if (q->n <= 0) {
         cli_json_null(j, "quantization");
         return;
@@ -364,25 +335,26 @@ static void quant_json(cli_json *j, const mopt_quant *q)
 static const cli_option opts[] = {{"json", 0, false}};
 enum { OPT_JSON };
 
-static void print_io_line(const mopt_graph *g, const char *label, const int32_t *idx, int n)
-{
+static void print_io_line(const mopt_graph *g, const char *label, const int32_t *idx, int n) {
     printf("  %s:", label);
     for (int k = 0; k < n; k++) {
         const mopt_tensor *t = &g->tensors[idx[k]];
-        char shape[128];
-        printf("%s %d '%s' %s %s", k ? "," : "", (int)idx[k], t->name, mopt_dtype_name(t->dtype),
+        char shape[128], nm[256];
+        printf("%s %d '%s' %s %s", k ? "," : "", (int)idx[k],
+               cli_printable(t->name, 200, nm, sizeof(nm)), mopt_dtype_name(t->dtype),
                cli_tensor_shape_str(t, shape, sizeof(shape)));
     }
     printf("\n");
 }
 
 static void print_human(const cli_model *m, const mopt_interp *it, const char *interp_msg,
-                        int64_t gz, const tensor_stats *stats)
-{
+                        int64_t gz, const tensor_stats *stats) {
     const mopt_graph *g = m->graph;
     printf("model: %s\n", m->path);
-    if (g->description && g->description[0])
-        printf("  description: %s\n", g->description);
+    if (g->description && g->description[0]) {
+        char desc[256];
+        printf("  description: %s\n", cli_printable(g->description, 200, desc, sizeof(desc)));
+    }
     printf("  size: %zu bytes (%.1f KiB), gzip: ", m->file_size, (double)m->file_size / 1024.0);
     if (gz >= 0)
         printf("%" PRId64 " bytes (%.1f KiB)\n", gz, (double)gz / 1024.0);
@@ -429,7 +401,8 @@ static void print_human(const cli_model *m, const mopt_interp *it, const char *i
         cli_tensor_shape_str(t, shape, sizeof(shape));
         if (stats[i].valid) {
             snprintf(sp, sizeof(sp), "%.1f%%",
-                     stats[i].numel ? 100.0 * (double)stats[i].zeros / (double)stats[i].numel : 0.0);
+                     stats[i].numel ? 100.0 * (double)stats[i].zeros / (double)stats[i].numel
+                                    : 0.0);
             if (stats[i].unique >= 0)
                 snprintf(un, sizeof(un), "%" PRId64, stats[i].unique);
             else
@@ -439,8 +412,8 @@ static void print_human(const cli_model *m, const mopt_interp *it, const char *i
             snprintf(un, sizeof(un), "-");
         }
         quant_text(&t->quant, q, sizeof(q));
-        const char *row[] = {idx,  short_name(t->name, nm, sizeof(nm)), shape, mopt_dtype_name(t->dtype),
-                             sp,  un, q};
+        const char *name = cli_printable(t->name, 48, nm, sizeof(nm));
+        const char *row[] = {idx, name, shape, mopt_dtype_name(t->dtype), sp, un, q};
         cli_table_add(&tt, row);
     }
     cli_table_print(&tt, stdout, "  ");
@@ -449,8 +422,7 @@ static void print_human(const cli_model *m, const mopt_interp *it, const char *i
 }
 
 static void print_json(const cli_model *m, const mopt_interp *it, const char *interp_msg,
-                       int64_t gz, const tensor_stats *stats)
-{
+                       int64_t gz, const tensor_stats *stats) {
     const mopt_graph *g = m->graph;
     cli_json j;
     cli_json_init(&j, stdout);
@@ -524,9 +496,8 @@ static void print_json(const cli_model *m, const mopt_interp *it, const char *in
         cli_json_bool(&j, "is_constant", mopt_tensor_is_constant(g, i));
         cli_json_int(&j, "buffer", t->buffer);
         if (stats[i].valid) {
-            cli_json_double(&j, "sparsity", stats[i].numel ? (double)stats[i].zeros /
-                                                                 (double)stats[i].numel
-                                                           : 0.0);
+            cli_json_double(&j, "sparsity",
+                            stats[i].numel ? (double)stats[i].zeros / (double)stats[i].numel : 0.0);
             if (stats[i].unique >= 0)
                 cli_json_int(&j, "unique_values", stats[i].unique);
             else
@@ -543,8 +514,7 @@ static void print_json(const cli_model *m, const mopt_interp *it, const char *in
     cli_json_finish(&j);
 }
 
-static int inspect_main(int argc, char **argv)
-{
+static int inspect_main(int argc, char **argv) {
     cli_parser p;
     cli_parser_init(&p, "inspect", argc, argv, opts, (int)(sizeof(opts) / sizeof(opts[0])));
     const char *path = NULL, *arg;

@@ -22,16 +22,14 @@ typedef enum {
     FIT_BATCH    /* input batch 1, NPY [N, rest...]: outputs' batch becomes N */
 } fit_mode;
 
-static bool dims_equal(const int64_t *a, const int32_t *b, int n)
-{
+static bool dims_equal(const int64_t *a, const int32_t *b, int n) {
     for (int i = 0; i < n; i++)
         if (a[i] != b[i])
             return false;
     return true;
 }
 
-static bool match_shape(const mopt_array *a, const mopt_tensor *t, fit_mode *mode, int64_t *n)
-{
+static bool match_shape(const mopt_array *a, const mopt_tensor *t, fit_mode *mode, int64_t *n) {
     if (a->rank == t->rank && dims_equal(a->dims, t->dims, t->rank)) {
         *mode = FIT_EXACT;
         *n = 1;
@@ -52,11 +50,10 @@ static bool match_shape(const mopt_array *a, const mopt_tensor *t, fit_mode *mod
 }
 
 /* Prints a short summary of an output: shape, range and first values. */
-static void print_summary(int k, const mopt_tensor *t, const mopt_array *a)
-{
-    char shape[160];
-    printf("output %d '%s' %s %s\n", k, t->name, mopt_dtype_name(a->dtype),
-           cli_shape_str(a->dims, a->rank, shape, sizeof(shape)));
+static void print_summary(int k, const mopt_tensor *t, const mopt_array *a) {
+    char shape[160], nm[256];
+    printf("output %d '%s' %s %s\n", k, cli_printable(t->name, 200, nm, sizeof(nm)),
+           mopt_dtype_name(a->dtype), cli_shape_str(a->dims, a->rank, shape, sizeof(shape)));
     int64_t n = mopt_array_numel(a);
     const int64_t show = 16;
     printf("  values:");
@@ -77,8 +74,7 @@ static void print_summary(int k, const mopt_tensor *t, const mopt_array *a)
     printf("\n");
 }
 
-static int run_main(int argc, char **argv)
-{
+static int run_main(int argc, char **argv) {
     cli_parser p;
     cli_parser_init(&p, "run", argc, argv, opts, (int)(sizeof(opts) / sizeof(opts[0])));
     const char *model = NULL, *arg;
@@ -176,8 +172,9 @@ static int run_main(int argc, char **argv)
             goto done;
         }
         if (nruns >= 0 && n != nruns) {
-            rc = cli_error(MOPT_ERR_BAD_INPUT, "%s: holds %" PRId64 " samples but %s holds %" PRId64,
-                           in_paths[k], n, in_paths[0], nruns);
+            rc =
+                cli_error(MOPT_ERR_BAD_INPUT, "%s: holds %" PRId64 " samples but %s holds %" PRId64,
+                          in_paths[k], n, in_paths[0], nruns);
             goto done;
         }
         nruns = n;
@@ -208,8 +205,9 @@ static int run_main(int argc, char **argv)
         int64_t bytes = mopt_tensor_nbytes(t);
         if (bytes < 0 || (nruns > 0 && bytes > INT64_MAX / nruns) ||
             (uint64_t)(bytes * nruns) > ((uint64_t)1 << 31)) {
-            rc = cli_error(MOPT_ERR_BAD_INPUT, "%s: output %d would be too large for %" PRId64
-                                               " samples", model, k, nruns);
+            rc = cli_error(MOPT_ERR_BAD_INPUT,
+                           "%s: output %d would be too large for %" PRId64 " samples", model, k,
+                           nruns);
             goto done;
         }
         a->nbytes = (size_t)(bytes * nruns);
@@ -222,8 +220,8 @@ static int run_main(int argc, char **argv)
 
     for (int64_t s = 0; s < nruns; s++) {
         for (int k = 0; k < n_in; k++) {
-            size_t bytes = (size_t)mopt_tensor_nbytes(
-                &m.graph->tensors[mopt_interp_input_index(it, k)]);
+            size_t bytes =
+                (size_t)mopt_tensor_nbytes(&m.graph->tensors[mopt_interp_input_index(it, k)]);
             memcpy(mopt_interp_input(it, k), (const uint8_t *)ins[k].data + (size_t)s * bytes,
                    bytes);
         }

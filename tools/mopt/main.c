@@ -8,16 +8,14 @@ static const cli_command *const commands[] = {CLI_COMMANDS(CLI_ENTRY)};
 #undef CLI_ENTRY
 #define N_COMMANDS ((int)(sizeof(commands) / sizeof(commands[0])))
 
-static const cli_command *find_command(const char *name)
-{
+static const cli_command *find_command(const char *name) {
     for (int i = 0; i < N_COMMANDS; i++)
         if (strcmp(commands[i]->name, name) == 0)
             return commands[i];
     return NULL;
 }
 
-static int print_main_help(void)
-{
+static int print_main_help(void) {
     printf("mopt %s - model optimization toolkit for .tflite models\n\n"
            "usage: mopt COMMAND [ARGS...]\n"
            "       mopt help COMMAND | mopt COMMAND --help\n"
@@ -35,8 +33,7 @@ static int print_main_help(void)
     return 0;
 }
 
-int main(int argc, char **argv)
-{
+int main(int argc, char **argv) {
     if (argc < 2) {
         fprintf(stderr, "mopt: no command given (see 'mopt --help')\n");
         return 1;
