@@ -165,8 +165,7 @@ static mopt_status check_structure(const mopt_graph *g, int oi, mopt_error *err)
                            i);
         if (t < 0 || t >= g->n_tensors)
             return op_fail(err, MOPT_ERR_BAD_INPUT, g, oi,
-                           "input %d tensor index %d out of range [0,%d)", i, (int)t,
-                           g->n_tensors);
+                           "input %d tensor index %d out of range [0,%d)", i, (int)t, g->n_tensors);
     }
     for (int i = 0; i < op->n_outputs; i++) {
         int32_t t = op->outputs[i];
@@ -215,8 +214,8 @@ static const int32_t *const_i32(const mopt_graph *g, int oi, int input, const ch
 }
 
 static mopt_status check_conv_params(const mopt_graph *g, int oi, int32_t sw, int32_t sh,
-                                     int32_t dw, int32_t dh, mopt_padding pad,
-                                     mopt_activation act, mopt_error *err) {
+                                     int32_t dw, int32_t dh, mopt_padding pad, mopt_activation act,
+                                     mopt_error *err) {
     if (pad != MOPT_PAD_SAME && pad != MOPT_PAD_VALID)
         return op_fail(err, MOPT_ERR_BAD_INPUT, g, oi, "padding %d is not SAME (0) or VALID (1)",
                        (int)pad);
@@ -278,8 +277,8 @@ static mopt_status infer_conv(const mopt_graph *g, int oi, int *r, int32_t *o, m
     if ((st = need_rank(g, oi, w, "filter", 4, err))) return st;
     for (int i = 0; i < 4; i++)
         if (w->dims[i] < 1)
-            return op_fail(err, MOPT_ERR_BAD_INPUT, g, oi, "filter dimension %d is %d, must be >= 1",
-                           i, (int)w->dims[i]);
+            return op_fail(err, MOPT_ERR_BAD_INPUT, g, oi,
+                           "filter dimension %d is %d, must be >= 1", i, (int)w->dims[i]);
     bool dw = op->type == MOPT_OP_DEPTHWISE_CONV_2D;
     int32_t in_c = x->dims[3], out_c;
     if (dw) {
@@ -351,8 +350,7 @@ static mopt_status infer_fc(const mopt_graph *g, int oi, int *r, int32_t *o, mop
     if (units < 1 || depth < 1)
         return op_fail(err, MOPT_ERR_BAD_INPUT, g, oi, "weights shape [%d,%d] must be positive",
                        (int)units, (int)depth);
-    if (x->rank < 1)
-        return op_fail(err, MOPT_ERR_BAD_INPUT, g, oi, "input must have rank >= 1");
+    if (x->rank < 1) return op_fail(err, MOPT_ERR_BAD_INPUT, g, oi, "input must have rank >= 1");
     int64_t n = mopt_tensor_numel(x);
     if (n < 0) return op_fail(err, MOPT_ERR_BAD_INPUT, g, oi, "input element count is invalid");
     if (n % depth != 0)
@@ -425,8 +423,8 @@ static mopt_status infer_concat(const mopt_graph *g, int oi, int *r, int32_t *o,
         for (int d = 0; d < rank; d++)
             if (d != axis && x->dims[d] != x0->dims[d])
                 return op_fail(err, MOPT_ERR_BAD_INPUT, g, oi,
-                               "input %d dimension %d is %d, input 0 has %d", i, d,
-                               (int)x->dims[d], (int)x0->dims[d]);
+                               "input %d dimension %d is %d, input 0 has %d", i, d, (int)x->dims[d],
+                               (int)x0->dims[d]);
         sum += x->dims[axis];
     }
     if (sum > INT32_MAX)
@@ -474,8 +472,7 @@ static mopt_status resolve_shape(const mopt_graph *g, int oi, const int32_t *sha
     return MOPT_OK;
 }
 
-static mopt_status infer_reshape(const mopt_graph *g, int oi, int *r, int32_t *o,
-                                 mopt_error *err) {
+static mopt_status infer_reshape(const mopt_graph *g, int oi, int *r, int32_t *o, mopt_error *err) {
     const mopt_op *op = &g->ops[oi];
     const mopt_tensor *x = in_t(g, op, 0), *s = in_t(g, op, 1);
     int64_t numel = mopt_tensor_numel(x);
@@ -587,12 +584,10 @@ static mopt_status infer_transpose(const mopt_graph *g, int oi, int *r, int32_t 
     return MOPT_OK;
 }
 
-static mopt_status infer_softmax(const mopt_graph *g, int oi, int *r, int32_t *o,
-                                 mopt_error *err) {
+static mopt_status infer_softmax(const mopt_graph *g, int oi, int *r, int32_t *o, mopt_error *err) {
     const mopt_op *op = &g->ops[oi];
     const mopt_tensor *x = in_t(g, op, 0);
-    if (x->rank < 1)
-        return op_fail(err, MOPT_ERR_BAD_INPUT, g, oi, "input must have rank >= 1");
+    if (x->rank < 1) return op_fail(err, MOPT_ERR_BAD_INPUT, g, oi, "input must have rank >= 1");
     if (!isfinite(op->p.softmax.beta))
         return op_fail(err, MOPT_ERR_BAD_INPUT, g, oi, "beta is not finite");
     *r = x->rank;
@@ -701,8 +696,8 @@ static mopt_status check_tensor(const mopt_graph *g, int t, mopt_error *err) {
                                (unsigned)tt->buffer);
         if (nb < 0 || (uint64_t)nb != (uint64_t)b->size)
             return tensor_fail(err, MOPT_ERR_BAD_INPUT, g, t,
-                               "buffer %u holds %zu bytes, shape needs %lld",
-                               (unsigned)tt->buffer, b->size, (long long)nb);
+                               "buffer %u holds %zu bytes, shape needs %lld", (unsigned)tt->buffer,
+                               b->size, (long long)nb);
     }
     if (tt->n_shape_signature < 0 || (tt->n_shape_signature > 0 && !tt->shape_signature))
         return tensor_fail(err, MOPT_ERR_BAD_INPUT, g, t, "shape signature is inconsistent");
@@ -827,8 +822,9 @@ static mopt_status check_op_dtypes(const mopt_graph *g, int oi, mopt_error *err)
     if (!ok) return dtype_fail(g, oi, "input", xi, err);
     bool out_ok = yd == xd || (op->type == MOPT_OP_SOFTMAX && xd == MOPT_INT8 && yd == MOPT_INT16);
     if (!out_ok)
-        return op_fail(err, MOPT_ERR_BAD_INPUT, g, oi, "output dtype %s does not match input dtype %s",
-                       mopt_dtype_name(yd), mopt_dtype_name(xd));
+        return op_fail(err, MOPT_ERR_BAD_INPUT, g, oi,
+                       "output dtype %s does not match input dtype %s", mopt_dtype_name(yd),
+                       mopt_dtype_name(xd));
     int n_data = 1;
     if (op->type == MOPT_OP_CONCATENATION || op->type == MOPT_OP_ADD || op->type == MOPT_OP_SUB ||
         op->type == MOPT_OP_MUL)
@@ -854,7 +850,8 @@ mopt_status mopt_graph_validate(const mopt_graph *g, mopt_error *err) {
         !g->buffers || (g->n_inputs > 0 && !g->inputs) || (g->n_outputs > 0 && !g->outputs))
         return mopt_error_set(err, MOPT_ERR_BAD_INPUT, "graph: inconsistent array sizes");
     if (g->buffers[0].size != 0)
-        return mopt_error_set(err, MOPT_ERR_BAD_INPUT, "buffer 0: the sentinel buffer must be empty");
+        return mopt_error_set(err, MOPT_ERR_BAD_INPUT,
+                              "buffer 0: the sentinel buffer must be empty");
     mopt_status st;
     for (int t = 0; t < g->n_tensors; t++)
         if ((st = check_tensor(g, t, err))) return st;
@@ -862,8 +859,7 @@ mopt_status mopt_graph_validate(const mopt_graph *g, mopt_error *err) {
     /* producer[t]: -2 none yet, -1 graph input or constant, >= 0 op index. */
     int *producer = malloc(sizeof *producer * (size_t)(g->n_tensors > 0 ? g->n_tensors : 1));
     if (!producer) return mopt_error_set(err, MOPT_ERR_NOMEM, "graph validation: out of memory");
-    for (int t = 0; t < g->n_tensors; t++)
-        producer[t] = mopt_tensor_is_constant(g, t) ? -1 : -2;
+    for (int t = 0; t < g->n_tensors; t++) producer[t] = mopt_tensor_is_constant(g, t) ? -1 : -2;
     st = MOPT_OK;
     for (int i = 0; i < g->n_inputs && !st; i++) {
         int32_t t = g->inputs[i];
@@ -895,8 +891,7 @@ mopt_status mopt_graph_validate(const mopt_graph *g, mopt_error *err) {
                              "output %d (tensor %d '%s') is a constant", i, (int)t, tname(g, t));
             else if (producer[t] == -1)
                 st = op_fail(err, MOPT_ERR_BAD_INPUT, g, oi,
-                             "output %d (tensor %d '%s') is a graph input", i, (int)t,
-                             tname(g, t));
+                             "output %d (tensor %d '%s') is a graph input", i, (int)t, tname(g, t));
             else if (producer[t] >= 0)
                 st = op_fail(err, MOPT_ERR_BAD_INPUT, g, oi,
                              "output %d (tensor %d '%s') is already produced by operator %d", i,

@@ -30,9 +30,9 @@
  *  w: one packed panel: NR bias values, then ks*kc rows of NR weights
  *     (zero padded past the real columns); see mopt_f32_gemm_pack.
  *  c: row r starts at c + r*c_stride (floats); only nc columns are written. */
-typedef void (*mopt_f32_igemm_fn)(size_t mr, size_t nc, size_t kc, size_t ks,
-                                  const float *const *a, const float *w, float *c,
-                                  size_t c_stride, float vmin, float vmax);
+typedef void (*mopt_f32_igemm_fn)(size_t mr, size_t nc, size_t kc, size_t ks, const float *const *a,
+                                  const float *w, float *c, size_t c_stride, float vmin,
+                                  float vmax);
 
 typedef struct mopt_f32_igemm_ukernel {
     const char *name; /* e.g. "f32_igemm_minmax_8x32__avx512f" */
@@ -48,12 +48,36 @@ typedef void (*mopt_f32_dwconv_fn)(size_t channels, size_t ks, const float *cons
                                    const float *w, const float *bias, float *out, float vmin,
                                    float vmax);
 
+/* Elementwise binary kernels: y[i] = clamp(a[i] OP b[i]) ("vv") or
+ * clamp(a[i] OP b[0]) ("vs"), for n elements. y may equal a or b (in place).
+ * RSUB is b - a; MAX(a, b) = a < b ? b : a and MIN(a, b) = a > b ? b : a
+ * (TFLite's std::max / std::min order: a NaN in b is dropped, a NaN in a
+ * kept). Pass lo = -inf, hi = +inf for no clamp. */
+typedef enum mopt_vop {
+    MOPT_VOP_ADD = 0,
+    MOPT_VOP_SUB,
+    MOPT_VOP_RSUB,
+    MOPT_VOP_MUL,
+    MOPT_VOP_DIV,
+    MOPT_VOP_MAX,
+    MOPT_VOP_MIN,
+    MOPT_VOP_COUNT
+} mopt_vop;
+
+typedef void (*mopt_f32_vbinary_fn)(size_t n, const float *a, const float *b, float *y, float lo,
+                                    float hi);
+/* y[i] = clamp(x[i]); y may equal x. */
+typedef void (*mopt_f32_vclamp_fn)(size_t n, const float *x, float *y, float lo, float hi);
+
 /* One instruction-set level: the kernels the interpreter uses. */
 typedef struct mopt_isa {
     const char *name; /* "ref", "avx2", "avx512f" */
-    /* wide: more columns per tile (most layers); narrow: few output channels. */
-    mopt_f32_igemm_ukernel igemm_wide, igemm_narrow;
+    /* wide: more columns per tile (most layers); narrow: few output channels;
+     * row: one row (mr = 1) for GEMV-like layers (FC with batch 1). */
+    mopt_f32_igemm_ukernel igemm_wide, igemm_narrow, igemm_row;
     mopt_f32_dwconv_fn dwconv;
+    mopt_f32_vbinary_fn vbinary_vv[MOPT_VOP_COUNT], vbinary_vs[MOPT_VOP_COUNT];
+    mopt_f32_vclamp_fn vclamp;
 } mopt_isa;
 
 /* Variants (defined in their own files). */
@@ -79,8 +103,8 @@ size_t mopt_f32_gemm_packed_floats(size_t n, size_t ks, size_t kc, int nr);
 /* Packs w [n][ks*kc] (row-major, TFLite's [OC,KH,KW,IC] / [units,depth]) and
  * bias [n] (NULL = zeros) into panels of nr columns:
  *   panel p: bias[p*nr .. p*nr+nr), then for t < ks, k < kc: w[p*nr + j][t*kc + k], j < nr. */
-void mopt_f32_gemm_pack(size_t n, size_t ks, size_t kc, int nr, const float *w,
-                        const float *bias, float *packed);
+void mopt_f32_gemm_pack(size_t n, size_t ks, size_t kc, int nr, const float *w, const float *bias,
+                        float *packed);
 
 /* Convolution geometry in NHWC (also used for FC: 1x1 "image" of batches). */
 typedef struct mopt_conv_geom {
@@ -90,23 +114,27 @@ typedef struct mopt_conv_geom {
     int32_t pad_top, pad_left;
 } mopt_conv_geom;
 
-/* Scratch bytes per thread for mopt_f32_conv_igemm. */
-size_t mopt_f32_conv_igemm_scratch(const mopt_conv_geom *g, const mopt_f32_igemm_ukernel *uk);
+/* Indirection buffer (as XNNPACK's): for every tile of mr output pixels and
+ * every tap, mr pointers to in_c input floats (the zero row for padded taps;
+ * rows past the last pixel repeat it). Shapes are static, so it is built
+ * once per input address. Sizes are in pointers. */
+size_t mopt_f32_conv_indirection_size(const mopt_conv_geom *g, int mr);
+void mopt_f32_conv_indirection_init(const mopt_conv_geom *g, int mr, const float *in,
+                                    const float *zero, const float **ind);
 
-/* Runs a whole convolution (or FC when k = 1, stride 1, no padding):
- * in NHWC, out NHWC, packed weights from mopt_f32_gemm_pack with uk->nr.
- * zero: in_c zeros (for padded taps). scratch: num_threads blocks of
- * mopt_f32_conv_igemm_scratch bytes (pointer-aligned). Work is split over
- * output pixels or output-channel panels only. */
+/* Runs a whole convolution (or FC when k = 1, stride 1, no padding) from an
+ * indirection buffer built for uk->mr, writing NHWC out; packed weights from
+ * mopt_f32_gemm_pack with uk->nr. Work is split over output-pixel tiles or
+ * output-channel panels only, so the thread count never changes results. */
 void mopt_f32_conv_igemm(const mopt_conv_geom *g, const mopt_f32_igemm_ukernel *uk,
-                         const float *in, const float *packed, const float *zero, float *out,
-                         float vmin, float vmax, void *scratch, int num_threads);
+                         const float *const *ind, const float *packed, float *out, float vmin,
+                         float vmax, int num_threads);
 
-/* Depthwise conv with multiplier 1 using isa->dwconv; scratch per thread of
- * mopt_f32_dwconv_scratch bytes; splits over output rows. bias may be NULL. */
-size_t mopt_f32_dwconv_scratch(const mopt_conv_geom *g);
-void mopt_f32_dwconv(const mopt_conv_geom *g, mopt_f32_dwconv_fn fn, const float *in,
-                     const float *w, const float *bias, const float *zero, float *out, float vmin,
-                     float vmax, void *scratch, int num_threads);
+/* Depthwise conv with multiplier 1 using fn, from an indirection buffer
+ * built with mr = 1 (one pointer per output pixel and tap). bias may be
+ * NULL. Splits over output rows. */
+void mopt_f32_dwconv(const mopt_conv_geom *g, mopt_f32_dwconv_fn fn, const float *const *ind,
+                     const float *w, const float *bias, float *out, float vmin, float vmax,
+                     int num_threads);
 
 #endif

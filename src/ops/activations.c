@@ -7,6 +7,7 @@
 
 typedef struct act_job {
     int kind;
+    const mopt_isa *isa;
     const float *x;
     float *y;
 } act_job;
@@ -16,13 +17,9 @@ static void act_range(void *arg, int tid, size_t begin, size_t end) {
     const float *restrict x = j->x;
     float *restrict y = j->y;
     switch (j->kind) {
-    case MOPT_OP_RELU:
-        for (size_t i = begin; i < end; i++) y[i] = x[i] < 0.0f ? 0.0f : x[i];
-        break;
-    case MOPT_OP_RELU6:
-        for (size_t i = begin; i < end; i++)
-            y[i] = x[i] > 6.0f ? 6.0f : (x[i] < 0.0f ? 0.0f : x[i]);
-        break;
+    /* x < 0 ? 0 : x and clamp(x, 0, 6) are exactly the ISA clamp. */
+    case MOPT_OP_RELU: j->isa->vclamp(end - begin, x + begin, y + begin, 0.0f, INFINITY); break;
+    case MOPT_OP_RELU6: j->isa->vclamp(end - begin, x + begin, y + begin, 0.0f, 6.0f); break;
     case MOPT_OP_LOGISTIC:
         for (size_t i = begin; i < end; i++) y[i] = 1.0f / (1.0f + expf(-x[i]));
         break;
@@ -46,7 +43,7 @@ static mopt_status act_prepare(const mopt_kernel_ctx *ctx, mopt_kernel_plan *pla
 
 static mopt_status act_eval(const mopt_kernel_ctx *ctx, void *state, void *scratch,
                             mopt_error *err) {
-    act_job j = {ctx->op->type, mopt_ctx_in(ctx, 0), mopt_ctx_out(ctx, 0)};
+    act_job j = {ctx->op->type, ctx->isa, mopt_ctx_in(ctx, 0), mopt_ctx_out(ctx, 0)};
     size_t n = mopt_numel(mopt_ctx_tin(ctx, 0));
     bool heavy = j.kind == MOPT_OP_LOGISTIC || j.kind == MOPT_OP_TANH;
     mopt_parallel_for(n < (heavy ? 4096u : 65536u) ? 1 : ctx->num_threads, n, act_range, &j);

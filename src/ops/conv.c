@@ -7,12 +7,12 @@
 
 #include "ops/ops.h"
 
-
 void mopt_gemm_op_free(void *p) {
     mopt_gemm_op_state *s = p;
     if (!s) return;
     free(s->packed);
     free(s->zero);
+    free(s->ind);
     free(s);
 }
 
@@ -43,58 +43,66 @@ static void conv_geom(const mopt_kernel_ctx *ctx, mopt_conv_geom *cg) {
     mopt_conv_out_size(p->padding, cg->in_w, cg->k_w, cg->stride_w, cg->dil_w, &cg->pad_left);
 }
 
-/* Picks the tile whose column padding wastes least (ties: the wide one). */
-static const mopt_f32_igemm_ukernel *pick_ukernel(const mopt_isa *isa, size_t n) {
+/* Picks the micro-kernel: one row for GEMV-like shapes (few output pixels),
+ * else the tile whose column padding wastes least (ties: the wide one). */
+static const mopt_f32_igemm_ukernel *pick_ukernel(const mopt_isa *isa, size_t m, size_t n) {
     const mopt_f32_igemm_ukernel *w = &isa->igemm_wide, *nw = &isa->igemm_narrow;
+    if (m * 2 <= (size_t)w->mr) return &isa->igemm_row;
     size_t pw = (n + (size_t)w->nr - 1) / (size_t)w->nr * (size_t)w->nr;
     size_t pn = (n + (size_t)nw->nr - 1) / (size_t)nw->nr * (size_t)nw->nr;
     return pn < pw ? nw : w;
 }
 
-/* Shared prepare for GEMM-based ops: packs constant weights now, or sizes
- * the scratch to pack them at every eval. w is [n][ks*kc]. */
 mopt_status mopt_gemm_op_prepare(const mopt_kernel_ctx *ctx, mopt_gemm_op_state *s,
                                  const char *what, mopt_kernel_plan *plan, mopt_error *err) {
     size_t n = (size_t)s->geom.out_c, kc = (size_t)s->geom.in_c;
     size_t ks = (size_t)s->geom.k_h * (size_t)s->geom.k_w;
-    s->uk = pick_ukernel(ctx->isa, n);
+    size_t m = (size_t)s->geom.batch * (size_t)s->geom.out_h * (size_t)s->geom.out_w;
+    s->uk = pick_ukernel(ctx->isa, m, n);
+    /* Hostile shapes could overflow the size arithmetic below: refuse
+     * anything whose packed weights or indirection exceed 2^40 bytes. */
+    double ind_bytes = ((double)m + s->uk->mr) * (double)ks * sizeof(float *);
+    double pack_bytes = ((double)n + s->uk->nr) * (1.0 + (double)ks * (double)kc) * sizeof(float);
+    if (ind_bytes > 0x1p40 || pack_bytes > 0x1p40)
+        return mopt_op_fail(ctx, err, MOPT_ERR_UNSUPPORTED, "layer is too large for the runtime");
     s->packed_floats = mopt_f32_gemm_packed_floats(n, ks, kc, s->uk->nr);
-    s->scratch_per_thread = mopt_f32_conv_igemm_scratch(&s->geom, s->uk);
     s->zero = calloc(kc + 1, sizeof(float));
-    if (!s->zero) return mopt_op_fail(ctx, err, MOPT_ERR_NOMEM, "out of memory");
+    s->ind = malloc(mopt_f32_conv_indirection_size(&s->geom, s->uk->mr) * sizeof(float *));
+    if (!s->zero || !s->ind) return mopt_op_fail(ctx, err, MOPT_ERR_NOMEM, "out of memory");
     const float *w = mopt_ctx_in(ctx, 1);
     const float *b = mopt_ctx_in(ctx, 2);
     bool bias_ok = ctx->op->n_inputs < 3 || ctx->op->inputs[2] < 0 || b;
-    size_t scratch = s->scratch_per_thread * (size_t)ctx->num_threads;
     if (w && bias_ok) {
         s->packed = mopt_state_alloc(s->packed_floats * sizeof(float));
         if (!s->packed) return mopt_op_fail(ctx, err, MOPT_ERR_NOMEM, "out of memory");
         mopt_f32_gemm_pack(n, ks, kc, s->uk->nr, w, b, s->packed);
     } else {
-        /* Weights computed at run time (e.g. not folded): pack per eval. */
-        scratch += (s->packed_floats * sizeof(float) + 63) & ~(size_t)63;
+        /* Weights computed at run time (not constant-folded): pack per eval. */
+        plan->scratch_bytes = s->packed_floats * sizeof(float);
     }
-    plan->scratch_bytes = scratch;
-    snprintf(s->name, sizeof s->name, "%s_f32_%s", what, s->uk->name);
+    snprintf(s->name, sizeof s->name, "%s_%s", what, s->uk->name);
     plan->name = s->name;
     return MOPT_OK;
 }
 
 mopt_status mopt_gemm_op_eval(const mopt_kernel_ctx *ctx, void *state, void *scratch,
                               mopt_error *err) {
-    const mopt_gemm_op_state *s = state;
+    mopt_gemm_op_state *s = state;
     const float *packed = s->packed;
-    unsigned char *sc = scratch;
     if (!packed) {
         size_t n = (size_t)s->geom.out_c, kc = (size_t)s->geom.in_c;
         size_t ks = (size_t)s->geom.k_h * (size_t)s->geom.k_w;
-        float *p = (float *)(void *)sc;
-        mopt_f32_gemm_pack(n, ks, kc, s->uk->nr, mopt_ctx_in(ctx, 1), mopt_ctx_in(ctx, 2), p);
-        packed = p;
-        sc += (s->packed_floats * sizeof(float) + 63) & ~(size_t)63;
+        mopt_f32_gemm_pack(n, ks, kc, s->uk->nr, mopt_ctx_in(ctx, 1), mopt_ctx_in(ctx, 2), scratch);
+        packed = scratch;
     }
-    mopt_f32_conv_igemm(&s->geom, s->uk, mopt_ctx_in(ctx, 0), packed, s->zero, mopt_ctx_out(ctx, 0),
-                        s->lo, s->hi, sc, ctx->num_threads);
+    const float *in = mopt_ctx_in(ctx, 0);
+    /* Addresses are fixed once the arena is planned: built on first use. */
+    if (s->ind_in != in) {
+        mopt_f32_conv_indirection_init(&s->geom, s->uk->mr, in, s->zero, s->ind);
+        s->ind_in = in;
+    }
+    mopt_f32_conv_igemm(&s->geom, s->uk, s->ind, packed, mopt_ctx_out(ctx, 0), s->lo, s->hi,
+                        ctx->num_threads);
     return MOPT_OK;
 }
 
@@ -115,19 +123,20 @@ typedef struct dw_state {
     mopt_conv_geom geom;
     int32_t mult;
     float *zero;
+    const float **ind;   /* one pointer per output pixel and tap */
+    const float *ind_in; /* input address ind was built for */
     float lo, hi;
-    size_t scratch_per_thread;
 } dw_state;
 
 static void dw_free(void *p) {
     dw_state *s = p;
     if (!s) return;
     free(s->zero);
+    free(s->ind);
     free(s);
 }
 
-static mopt_status dw_prepare(const mopt_kernel_ctx *ctx, mopt_kernel_plan *plan,
-                              mopt_error *err) {
+static mopt_status dw_prepare(const mopt_kernel_ctx *ctx, mopt_kernel_plan *plan, mopt_error *err) {
     dw_state *s = calloc(1, sizeof *s);
     if (!s) return mopt_op_fail(ctx, err, MOPT_ERR_NOMEM, "out of memory");
     plan->state = s;
@@ -135,10 +144,14 @@ static mopt_status dw_prepare(const mopt_kernel_ctx *ctx, mopt_kernel_plan *plan
     if (st) return st;
     conv_geom(ctx, &s->geom);
     s->mult = s->geom.out_c / s->geom.in_c;
+    size_t m = (size_t)s->geom.batch * (size_t)s->geom.out_h * (size_t)s->geom.out_w;
+    if ((double)m * s->geom.k_h * s->geom.k_w * sizeof(float *) > 0x1p40)
+        return mopt_op_fail(ctx, err, MOPT_ERR_UNSUPPORTED, "layer is too large for the runtime");
     s->zero = calloc((size_t)s->geom.in_c + 1, sizeof(float));
-    if (!s->zero) return mopt_op_fail(ctx, err, MOPT_ERR_NOMEM, "out of memory");
-    s->scratch_per_thread = mopt_f32_dwconv_scratch(&s->geom);
-    plan->scratch_bytes = s->scratch_per_thread * (size_t)ctx->num_threads;
+    if (s->mult == 1)
+        s->ind = malloc(mopt_f32_conv_indirection_size(&s->geom, 1) * sizeof(float *));
+    if (!s->zero || (s->mult == 1 && !s->ind))
+        return mopt_op_fail(ctx, err, MOPT_ERR_NOMEM, "out of memory");
     plan->name = s->mult == 1 ? "depthwise_conv2d_f32_direct" : "depthwise_conv2d_f32_mult_ref";
     return MOPT_OK;
 }
@@ -167,8 +180,9 @@ static void dwm_range(void *arg, int tid, size_t begin, size_t end) {
                     int32_t ix = ox * g->stride_w - g->pad_left + kx * g->dil_w;
                     const float *x = j->s->zero;
                     if (iy >= 0 && iy < g->in_h && ix >= 0 && ix < g->in_w)
-                        x = j->in + ((b * (size_t)g->in_h + (size_t)iy) * (size_t)g->in_w +
-                                     (size_t)ix) * ic;
+                        x = j->in +
+                            ((b * (size_t)g->in_h + (size_t)iy) * (size_t)g->in_w + (size_t)ix) *
+                                ic;
                     const float *w = j->w + ((size_t)ky * (size_t)g->k_w + (size_t)kx) * oc;
                     for (size_t c = 0; c < ic; c++)
                         for (size_t k = 0; k < m; k++)
@@ -182,11 +196,15 @@ static void dwm_range(void *arg, int tid, size_t begin, size_t end) {
 
 static mopt_status dw_eval(const mopt_kernel_ctx *ctx, void *state, void *scratch,
                            mopt_error *err) {
-    const dw_state *s = state;
+    dw_state *s = state;
     const float *in = mopt_ctx_in(ctx, 0), *w = mopt_ctx_in(ctx, 1), *b = mopt_ctx_in(ctx, 2);
     float *out = mopt_ctx_out(ctx, 0);
     if (s->mult == 1) {
-        mopt_f32_dwconv(&s->geom, ctx->isa->dwconv, in, w, b, s->zero, out, s->lo, s->hi, scratch,
+        if (s->ind_in != in) {
+            mopt_f32_conv_indirection_init(&s->geom, 1, in, s->zero, s->ind);
+            s->ind_in = in;
+        }
+        mopt_f32_dwconv(&s->geom, ctx->isa->dwconv, s->ind, w, b, out, s->lo, s->hi,
                         ctx->num_threads);
     } else {
         dwm_job j = {s, in, w, b, out};
@@ -197,8 +215,8 @@ static mopt_status dw_eval(const mopt_kernel_ctx *ctx, void *state, void *scratc
 }
 
 const mopt_kernel mopt_conv_kernels[] = {
-    {MOPT_OP_CONV_2D, "conv2d_f32_igemm", mopt_match_gemm_f32, conv_prepare,
-     mopt_gemm_op_eval, mopt_gemm_op_free, 0},
+    {MOPT_OP_CONV_2D, "conv2d_f32_igemm", mopt_match_gemm_f32, conv_prepare, mopt_gemm_op_eval,
+     mopt_gemm_op_free, 0},
     {MOPT_OP_DEPTHWISE_CONV_2D, "depthwise_conv2d_f32", mopt_match_gemm_f32, dw_prepare, dw_eval,
      dw_free, 0},
 };

@@ -17,7 +17,6 @@ typedef struct bin_state {
     size_t outer;                                /* product of dims[0..nd-2] */
     int kind;                                    /* op type */
     float lo, hi;
-    bool clamp;
 } bin_state;
 
 static mopt_status bin_prepare(const mopt_kernel_ctx *ctx, mopt_kernel_plan *plan,
@@ -28,7 +27,6 @@ static mopt_status bin_prepare(const mopt_kernel_ctx *ctx, mopt_kernel_plan *pla
     mopt_activation act = ctx->op->p.binary.act;
     mopt_status st = mopt_act_range_f32(ctx, act, &s->lo, &s->hi, err);
     if (st) return st;
-    s->clamp = act != MOPT_ACT_NONE;
     s->kind = ctx->op->type;
     const mopt_tensor *a = mopt_ctx_tin(ctx, 0), *b = mopt_ctx_tin(ctx, 1),
                       *y = mopt_ctx_tout(ctx, 0);
@@ -73,45 +71,29 @@ static mopt_status bin_prepare(const mopt_kernel_ctx *ctx, mopt_kernel_plan *pla
     return MOPT_OK;
 }
 
-/* Inner loop: n elements, operand strides 0 or 1. */
-static void inner(int kind, size_t n, const float *restrict a, size_t sa, const float *restrict b,
-                  size_t sb, float *restrict y) {
-    switch (kind) {
-    case MOPT_OP_ADD:
-        if (sa && sb)
-            for (size_t i = 0; i < n; i++) y[i] = a[i] + b[i];
-        else if (sa)
-            for (size_t i = 0; i < n; i++) y[i] = a[i] + b[0];
-        else if (sb)
-            for (size_t i = 0; i < n; i++) y[i] = a[0] + b[i];
-        else
-            for (size_t i = 0; i < n; i++) y[i] = a[0] + b[0];
-        break;
-    case MOPT_OP_SUB:
-        if (sa && sb)
-            for (size_t i = 0; i < n; i++) y[i] = a[i] - b[i];
-        else if (sa)
-            for (size_t i = 0; i < n; i++) y[i] = a[i] - b[0];
-        else if (sb)
-            for (size_t i = 0; i < n; i++) y[i] = a[0] - b[i];
-        else
-            for (size_t i = 0; i < n; i++) y[i] = a[0] - b[0];
-        break;
-    default: /* MUL */
-        if (sa && sb)
-            for (size_t i = 0; i < n; i++) y[i] = a[i] * b[i];
-        else if (sa)
-            for (size_t i = 0; i < n; i++) y[i] = a[i] * b[0];
-        else if (sb)
-            for (size_t i = 0; i < n; i++) y[i] = a[0] * b[i];
-        else
-            for (size_t i = 0; i < n; i++) y[i] = a[0] * b[0];
-        break;
+/* Inner loop over n elements with operand strides 0 or 1, using the ISA's
+ * elementwise kernels (a + b == b + a and a * b == b * a exactly, so the
+ * scalar-first forms swap operands; SUB uses RSUB). */
+static void inner(const mopt_isa *isa, int kind, size_t n, const float *a, size_t sa,
+                  const float *b, size_t sb, float *y, float lo, float hi) {
+    mopt_vop op = kind == MOPT_OP_ADD   ? MOPT_VOP_ADD
+                  : kind == MOPT_OP_SUB ? MOPT_VOP_SUB
+                                        : MOPT_VOP_MUL;
+    if (sa && sb) {
+        isa->vbinary_vv[op](n, a, b, y, lo, hi);
+    } else if (sa) {
+        isa->vbinary_vs[op](n, a, b, y, lo, hi);
+    } else if (sb) {
+        isa->vbinary_vs[op == MOPT_VOP_SUB ? MOPT_VOP_RSUB : op](n, b, a, y, lo, hi);
+    } else {
+        isa->vbinary_vs[op](1, a, b, y, lo, hi);
+        for (size_t i = 1; i < n; i++) y[i] = y[0];
     }
 }
 
 typedef struct bin_job {
     const bin_state *s;
+    const mopt_isa *isa;
     const float *a, *b;
     float *y;
 } bin_job;
@@ -124,10 +106,8 @@ static void bin_range(void *arg, int tid, size_t begin, size_t end) {
     if (nd == 1) {
         /* Flat: [begin, end) are element indices. */
         size_t sa = s->sa[0], sb = s->sb[0];
-        float *y = j->y + begin;
-        inner(s->kind, end - begin, j->a + begin * sa, sa, j->b + begin * sb, sb, y);
-        if (s->clamp)
-            for (size_t i = 0; i < end - begin; i++) y[i] = mopt_clampf(y[i], s->lo, s->hi);
+        inner(j->isa, s->kind, end - begin, j->a + begin * sa, sa, j->b + begin * sb, sb,
+              j->y + begin, s->lo, s->hi);
         return;
     }
     for (size_t o = begin; o < end; o++) {
@@ -138,17 +118,15 @@ static void bin_range(void *arg, int tid, size_t begin, size_t end) {
             oa += i * s->sa[d];
             ob += i * s->sb[d];
         }
-        float *y = j->y + o * n;
-        inner(s->kind, n, j->a + oa, s->sa[nd - 1], j->b + ob, s->sb[nd - 1], y);
-        if (s->clamp)
-            for (size_t i = 0; i < n; i++) y[i] = mopt_clampf(y[i], s->lo, s->hi);
+        inner(j->isa, s->kind, n, j->a + oa, s->sa[nd - 1], j->b + ob, s->sb[nd - 1], j->y + o * n,
+              s->lo, s->hi);
     }
 }
 
 static mopt_status bin_eval(const mopt_kernel_ctx *ctx, void *state, void *scratch,
                             mopt_error *err) {
     const bin_state *s = state;
-    bin_job j = {s, mopt_ctx_in(ctx, 0), mopt_ctx_in(ctx, 1), mopt_ctx_out(ctx, 0)};
+    bin_job j = {s, ctx->isa, mopt_ctx_in(ctx, 0), mopt_ctx_in(ctx, 1), mopt_ctx_out(ctx, 0)};
     size_t units = s->nd == 1 ? s->dims[0] : s->outer;
     size_t total = s->outer * s->dims[s->nd - 1];
     mopt_parallel_for(total < (1u << 16) ? 1 : ctx->num_threads, units, bin_range, &j);

@@ -7,8 +7,7 @@
 
 #include "ops/ops.h"
 
-static mopt_status fc_prepare(const mopt_kernel_ctx *ctx, mopt_kernel_plan *plan,
-                              mopt_error *err) {
+static mopt_status fc_prepare(const mopt_kernel_ctx *ctx, mopt_kernel_plan *plan, mopt_error *err) {
     mopt_gemm_op_state *s = calloc(1, sizeof *s);
     if (!s) return mopt_op_fail(ctx, err, MOPT_ERR_NOMEM, "out of memory");
     plan->state = s;
@@ -28,7 +27,7 @@ static mopt_status fc_prepare(const mopt_kernel_ctx *ctx, mopt_kernel_plan *plan
 }
 
 const mopt_kernel mopt_fc_kernels[] = {
-    {MOPT_OP_FULLY_CONNECTED, "fully_connected_f32_igemm", mopt_match_gemm_f32, fc_prepare, mopt_gemm_op_eval,
-     mopt_gemm_op_free, 0},
+    {MOPT_OP_FULLY_CONNECTED, "fully_connected_f32_igemm", mopt_match_gemm_f32, fc_prepare,
+     mopt_gemm_op_eval, mopt_gemm_op_free, 0},
 };
 const size_t mopt_fc_kernels_n = sizeof mopt_fc_kernels / sizeof mopt_fc_kernels[0];

@@ -54,8 +54,9 @@ typedef struct mopt_gemm_op_state {
     const mopt_f32_igemm_ukernel *uk;
     float *packed;        /* constant weights packed at prepare, or NULL */
     size_t packed_floats; /* size when packing at eval (dynamic weights) */
-    size_t scratch_per_thread;
     float *zero;          /* in_c zeros for padded taps */
+    const float **ind;    /* indirection buffer (allocated at prepare) */
+    const float *ind_in;  /* input address ind was built for (NULL: not yet) */
     float lo, hi;
     char name[96];
 } mopt_gemm_op_state;

@@ -2,6 +2,7 @@
  * reference kernels, the average counts only the taps inside the image, and
  * the maximum starts from the lowest finite float. */
 #include <float.h>
+#include <math.h>
 #include <stdlib.h>
 
 #include "ops/ops.h"
@@ -15,6 +16,7 @@ typedef struct pool_state {
 
 typedef struct pool_job {
     const pool_state *s;
+    const mopt_isa *isa;
     const float *in;
     float *out;
 } pool_job;
@@ -34,23 +36,25 @@ static void pool_range(void *arg, int tid, size_t begin, size_t end) {
             int32_t fx0 = x0 < 0 ? -x0 : 0;
             int32_t fx1 = s->in_w - x0 < s->f_w ? s->in_w - x0 : s->f_w;
             float *o = j->out + (row * (size_t)s->out_w + (size_t)ox) * c;
-            for (size_t k = 0; k < c; k++) o[k] = s->avg ? 0.0f : -FLT_MAX;
+            const float init = s->avg ? 0.0f : -FLT_MAX;
+            for (size_t k = 0; k < c; k++) o[k] = init;
+            /* Accumulate in TFLite's tap order (rows, then columns). */
+            mopt_f32_vbinary_fn acc = j->isa->vbinary_vv[s->avg ? MOPT_VOP_ADD : MOPT_VOP_MAX];
             for (int32_t fy = fy0; fy < fy1; fy++)
                 for (int32_t fx = fx0; fx < fx1; fx++) {
-                    const float *x = j->in + ((b * (size_t)s->in_h + (size_t)(y0 + fy)) *
-                                                  (size_t)s->in_w +
-                                              (size_t)(x0 + fx)) * c;
-                    if (s->avg)
-                        for (size_t k = 0; k < c; k++) o[k] += x[k];
-                    else
-                        for (size_t k = 0; k < c; k++) o[k] = o[k] < x[k] ? x[k] : o[k];
+                    const float *x =
+                        j->in + ((b * (size_t)s->in_h + (size_t)(y0 + fy)) * (size_t)s->in_w +
+                                 (size_t)(x0 + fx)) *
+                                    c;
+                    acc(c, o, x, o, -INFINITY, INFINITY);
                 }
-            int32_t count = (fy1 - fy0) * (fx1 - fx0);
             if (s->avg) {
-                float n = count > 0 ? (float)count : 1.0f;
-                for (size_t k = 0; k < c; k++) o[k] = o[k] / n;
+                int32_t count = (fy1 - fy0) * (fx1 - fx0);
+                const float n = count > 0 ? (float)count : 1.0f;
+                j->isa->vbinary_vs[MOPT_VOP_DIV](c, o, &n, o, s->lo, s->hi);
+            } else {
+                j->isa->vclamp(c, o, o, s->lo, s->hi);
             }
-            for (size_t k = 0; k < c; k++) o[k] = mopt_clampf(o[k], s->lo, s->hi);
         }
     }
 }
@@ -83,7 +87,7 @@ static mopt_status pool_prepare(const mopt_kernel_ctx *ctx, mopt_kernel_plan *pl
 static mopt_status pool_eval(const mopt_kernel_ctx *ctx, void *state, void *scratch,
                              mopt_error *err) {
     const pool_state *s = state;
-    pool_job j = {s, mopt_ctx_in(ctx, 0), mopt_ctx_out(ctx, 0)};
+    pool_job j = {s, ctx->isa, mopt_ctx_in(ctx, 0), mopt_ctx_out(ctx, 0)};
     size_t rows = (size_t)s->batch * (size_t)s->out_h;
     double work = (double)rows * s->out_w * s->c * s->f_h * s->f_w;
     mopt_parallel_for(work < 2e5 ? 1 : ctx->num_threads, rows, pool_range, &j);

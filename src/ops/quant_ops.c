@@ -13,7 +13,7 @@
 #include "ops/ops.h"
 
 typedef struct q_state {
-    mopt_dtype qtype;   /* the integer side */
+    mopt_dtype qtype; /* the integer side */
     size_t n, inner, channels;
     int per_axis;
     const float *scale; /* graph-owned quant arrays */
@@ -52,15 +52,15 @@ static mopt_status q_prepare_common(const mopt_kernel_ctx *ctx, const mopt_tenso
     }
     for (int i = 0; i < q->n; i++)
         if (!(q->scale[i] > 0.0f) && ctx->op->type == MOPT_OP_QUANTIZE)
-            return mopt_op_fail(ctx, err, MOPT_ERR_BAD_INPUT,
-                                "output scale %d is %g, must be > 0", i, (double)q->scale[i]);
+            return mopt_op_fail(ctx, err, MOPT_ERR_BAD_INPUT, "output scale %d is %g, must be > 0",
+                                i, (double)q->scale[i]);
     return MOPT_OK;
 }
 
 static mopt_status dequant_prepare(const mopt_kernel_ctx *ctx, mopt_kernel_plan *plan,
                                    mopt_error *err) {
-    plan->name = mopt_ctx_tin(ctx, 0)->dtype == MOPT_FLOAT16 ? "dequantize_f16_f32"
-                                                              : "dequantize_int_f32";
+    plan->name =
+        mopt_ctx_tin(ctx, 0)->dtype == MOPT_FLOAT16 ? "dequantize_f16_f32" : "dequantize_int_f32";
     return q_prepare_common(ctx, mopt_ctx_tin(ctx, 0), plan, err);
 }
 

@@ -1,15 +1,16 @@
 /* reduce.c - float MEAN over any set of axes (keep_dims only changes the
  * output shape). As TFLite's reference: float sums in input order, then one
  * division by the number of reduced elements. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "ops/ops.h"
 
 typedef struct mean_state {
-    int nd;                          /* collapsed input dims */
+    int nd; /* collapsed input dims */
     size_t dims[MOPT_MAX_DIMS];
-    size_t ostride[MOPT_MAX_DIMS];   /* output stride per input dim, 0 = reduced */
+    size_t ostride[MOPT_MAX_DIMS]; /* output stride per input dim, 0 = reduced */
     size_t in_n, out_n;
     float count;
 } mean_state;
@@ -78,11 +79,10 @@ static mopt_status mean_eval(const mopt_kernel_ctx *ctx, void *state, void *scra
             for (size_t i = 0; i < n; i++) a += xr[i];
             y[off] = a;
         } else {
-            float *yr = y + off;
-            for (size_t i = 0; i < n; i++) yr[i] += xr[i];
+            ctx->isa->vbinary_vv[MOPT_VOP_ADD](n, y + off, xr, y + off, -INFINITY, INFINITY);
         }
     }
-    for (size_t i = 0; i < s->out_n; i++) y[i] = y[i] / s->count;
+    ctx->isa->vbinary_vs[MOPT_VOP_DIV](s->out_n, y, &s->count, y, -INFINITY, INFINITY);
     return MOPT_OK;
 }
 

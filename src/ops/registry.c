@@ -72,9 +72,8 @@ mopt_status mopt_act_range_f32(const mopt_kernel_ctx *ctx, mopt_activation act, 
     default: break;
     }
     return mopt_error_set(err, MOPT_ERR_UNSUPPORTED,
-                          "operator %d (%s): fused activation %s is not supported",
-                          ctx->op_index, mopt_op_name(ctx->op->type),
-                          mopt_activation_name(act));
+                          "operator %d (%s): fused activation %s is not supported", ctx->op_index,
+                          mopt_op_name(ctx->op->type), mopt_activation_name(act));
 }
 
 bool mopt_match_all_f32(const mopt_graph *g, const mopt_op *op) {

@@ -14,8 +14,7 @@ static bool match_same_dtype(const mopt_graph *g, const mopt_op *op) {
            mopt_dtype_size(g->tensors[op->inputs[0]].dtype) > 0;
 }
 
-static mopt_status no_prepare(const mopt_kernel_ctx *ctx, mopt_kernel_plan *plan,
-                              mopt_error *err) {
+static mopt_status no_prepare(const mopt_kernel_ctx *ctx, mopt_kernel_plan *plan, mopt_error *err) {
     return MOPT_OK;
 }
 
@@ -65,11 +64,11 @@ static mopt_status transpose_prepare(const mopt_kernel_ctx *ctx, mopt_kernel_pla
     return MOPT_OK;
 }
 
-#define TRANSPOSE_INNER(T)                                                                        \
-    do {                                                                                          \
-        const T *xs = (const T *)x + off;                                                         \
-        T *ys = (T *)y + o * n;                                                                   \
-        for (size_t i = 0; i < n; i++) ys[i] = xs[i * is];                                        \
+#define TRANSPOSE_INNER(T)                                                                         \
+    do {                                                                                           \
+        const T *xs = (const T *)x + off;                                                          \
+        T *ys = (T *)y + o * n;                                                                    \
+        for (size_t i = 0; i < n; i++) ys[i] = xs[i * is];                                         \
     } while (0)
 
 static mopt_status transpose_eval(const mopt_kernel_ctx *ctx, void *state, void *scratch,
@@ -116,6 +115,18 @@ static mopt_status pad_prepare(const mopt_kernel_ctx *ctx, mopt_kernel_plan *pla
         s->in_dims[d] = (size_t)x->dims[d];
         s->out_dims[d] = (size_t)y->dims[d];
         s->before[d] = (size_t)pd[2 * d];
+    }
+    /* Dims inside the innermost padded one are contiguous in both tensors:
+     * fold them into its rows so each memcpy moves as much as possible. */
+    int j = s->rank - 1;
+    while (j > 0 && s->in_dims[j] == s->out_dims[j]) j--;
+    size_t inner = 1;
+    for (int d = j + 1; d < s->rank; d++) inner *= s->in_dims[d];
+    if (s->rank > 0) {
+        s->in_dims[j] *= inner;
+        s->out_dims[j] *= inner;
+        s->before[j] *= inner;
+        s->rank = j + 1;
     }
     if (s->rank == 0) {
         s->rank = 1;
@@ -195,8 +206,7 @@ static mopt_status concat_eval(const mopt_kernel_ctx *ctx, void *state, void *sc
     }
     if (s->clamp) {
         float *f = (float *)(void *)y;
-        size_t n = mopt_numel(mopt_ctx_tout(ctx, 0));
-        for (size_t i = 0; i < n; i++) f[i] = mopt_clampf(f[i], s->lo, s->hi);
+        ctx->isa->vclamp(mopt_numel(mopt_ctx_tout(ctx, 0)), f, f, s->lo, s->hi);
     }
     return MOPT_OK;
 }

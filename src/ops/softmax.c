@@ -30,8 +30,7 @@ static void sm_range(void *arg, int tid, size_t begin, size_t end) {
     }
 }
 
-static mopt_status sm_prepare(const mopt_kernel_ctx *ctx, mopt_kernel_plan *plan,
-                              mopt_error *err) {
+static mopt_status sm_prepare(const mopt_kernel_ctx *ctx, mopt_kernel_plan *plan, mopt_error *err) {
     return MOPT_OK;
 }
 

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mopt/util.h"
 #include "ops/ops.h"
 #include "runtime/interp_internal.h"
 #include "runtime/kernel.h"
@@ -34,13 +35,13 @@ struct mopt_interp {
     void **data;              /* per tensor */
     void **owned;             /* folded outputs (interpreter-owned) */
     int n_owned;
-    int *slot;                /* per tensor: planner buffer index or -1 */
+    int *slot; /* per tensor: planner buffer index or -1 */
     mopt_plan_buf *bufs;
     int n_bufs;
-    int *scratch_buf;         /* per op: planner buffer index or -1 */
+    int *scratch_buf; /* per op: planner buffer index or -1 */
     unsigned char *arena;
     size_t arena_bytes, naive_bytes;
-    size_t *guard_off;        /* arena offsets of output guards */
+    size_t *guard_off; /* arena offsets of output guards */
     int n_guards;
 };
 
@@ -98,7 +99,8 @@ static mopt_status no_kernel(const mopt_graph *g, int i, mopt_error *err) {
     size_t pos = 0;
     types[0] = '\0';
     for (int k = 0; k < op->n_inputs && pos < sizeof types; k++) {
-        const char *n = op->inputs[k] < 0 ? "none" : mopt_dtype_name(g->tensors[op->inputs[k]].dtype);
+        const char *n =
+            op->inputs[k] < 0 ? "none" : mopt_dtype_name(g->tensors[op->inputs[k]].dtype);
         int w = snprintf(types + pos, sizeof types - pos, "%s%s", k ? ", " : "", n);
         if (w < 0) break;
         pos += (size_t)w;
@@ -173,8 +175,9 @@ static mopt_status plan_memory(mopt_interp *it, mopt_error *err) {
             if ((step) > last[t]) last[t] = (step);                                                \
         }                                                                                          \
     } while (0)
-    /* Graph inputs live for the whole run (callers may invoke repeatedly
-     * after writing inputs once); outputs from their producer to the end. */
+    /* Graph inputs and outputs live for the whole run: callers may invoke
+     * repeatedly after writing inputs once, and the guard bytes after each
+     * output (checked by tests) must never be legitimately reused. */
     for (int i = 0; i < g->n_inputs; i++) {
         TOUCH(g->inputs[i], 0);
         TOUCH(g->inputs[i], last_step);
@@ -190,6 +193,7 @@ static mopt_status plan_memory(mopt_interp *it, mopt_error *err) {
     }
     for (int i = 0; i < g->n_outputs; i++) {
         int t = g->outputs[i];
+        TOUCH(t, 0);
         TOUCH(t, last_step);
         if (!it->data[t]) guard[find_root(alias, t)] = true;
     }
@@ -236,7 +240,8 @@ static mopt_status plan_memory(mopt_interp *it, mopt_error *err) {
     for (int t = 0; t < nt; t++)
         if (it->slot[t] >= 0) it->data[t] = it->arena + it->bufs[it->slot[t]].offset;
     for (int i = 0; i < no; i++)
-        if (it->scratch_buf[i] >= 0) it->scratch[i] = it->arena + it->bufs[it->scratch_buf[i]].offset;
+        if (it->scratch_buf[i] >= 0)
+            it->scratch[i] = it->arena + it->bufs[it->scratch_buf[i]].offset;
     for (int t = 0; t < nt; t++) {
         if (!guard[t] || it->slot[t] < 0) continue;
         size_t off = it->bufs[it->slot[t]].offset + (size_t)mopt_tensor_nbytes(&g->tensors[t]);
@@ -320,6 +325,20 @@ mopt_status mopt_interp_invoke(mopt_interp *it, mopt_error *err) {
         if (it->folded[i]) continue;
         mopt_kernel_ctx c = make_ctx(it, i);
         mopt_status st = it->kern[i]->eval(&c, it->plans[i].state, it->scratch[i], err);
+        if (st) return st;
+    }
+    return MOPT_OK;
+}
+
+mopt_status mopt_interp_invoke_timed(mopt_interp *it, double *op_seconds, mopt_error *err) {
+    if (!it || !op_seconds)
+        return mopt_error_set(err, MOPT_ERR_ARG, "mopt_interp_invoke_timed: invalid argument");
+    for (int i = 0; i < it->g->n_ops; i++) {
+        if (it->folded[i]) continue;
+        mopt_kernel_ctx c = make_ctx(it, i);
+        double t0 = mopt_now();
+        mopt_status st = it->kern[i]->eval(&c, it->plans[i].state, it->scratch[i], err);
+        op_seconds[i] += mopt_now() - t0;
         if (st) return st;
     }
     return MOPT_OK;

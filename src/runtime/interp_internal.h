@@ -30,6 +30,10 @@ bool mopt_interp_op_folded(const mopt_interp *it, int op_index);
 /* The arena base pointer (for tests that poison it). */
 unsigned char *mopt_interp_arena(mopt_interp *it);
 
+/* mopt_interp_invoke that also adds each op's wall time (seconds) to
+ * op_seconds[op] (n_ops entries, caller-zeroed). For profiling. */
+mopt_status mopt_interp_invoke_timed(mopt_interp *it, double *op_seconds, mopt_error *err);
+
 /* True while the guard bytes after every graph output are intact. */
 bool mopt_interp_guards_intact(const mopt_interp *it);
 

@@ -13,7 +13,10 @@
  *                              folded ops) are available.
  *   eval(ctx, state, scratch)  at every invoke; never allocates. scratch is
  *                              plan.scratch_bytes, 64-byte aligned, in the
- *                              arena (contents undefined on entry).
+ *                              arena (contents undefined on entry). eval may
+ *                              fill caches in state that depend on arena
+ *                              addresses (indirection buffers), so one
+ *                              interpreter is never invoked concurrently.
  *   free_state(state)          at mopt_interp_free (NULL-safe).
  */
 #ifndef MOPT_RUNTIME_KERNEL_H
@@ -62,9 +65,10 @@ typedef struct mopt_kernel {
 /* First registered kernel for the op, or NULL (src/ops/registry.c). */
 const mopt_kernel *mopt_kernel_lookup(const mopt_graph *g, const mopt_op *op);
 
-/* Splits [0, n) into at most num_threads contiguous ranges and runs
- * fn(arg, thread_id, begin, end) for each (in parallel with OpenMP).
- * Results must not depend on the split: callers split over outputs only. */
+/* Splits [0, n) into contiguous ranges and runs fn(arg, thread_id, begin,
+ * end) for each, on up to num_threads threads (OpenMP); thread_id is in
+ * [0, num_threads). Which thread runs which range is not fixed, so results
+ * must not depend on the split: callers split over outputs only. */
 typedef void (*mopt_range_fn)(void *arg, int tid, size_t begin, size_t end);
 void mopt_parallel_for(int num_threads, size_t n, mopt_range_fn fn, void *arg);
 

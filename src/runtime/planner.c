@@ -8,7 +8,6 @@ static size_t align_up(size_t v) {
     return (v + MOPT_ARENA_ALIGN - 1) & ~(size_t)(MOPT_ARENA_ALIGN - 1);
 }
 
-
 /* qsort has no context argument: sort an index array carrying the keys. */
 typedef struct key {
     size_t size;

@@ -247,8 +247,8 @@ static void test_depthwise(void **state) {
 static void test_pool(void **state) {
     (void)state;
     /* 7x7, filter 2x2 stride 2 SAME -> 4x4. */
-    mopt_graph *g = unary_graph(MOPT_OP_MAX_POOL_2D, 4, (int32_t[]){1, 7, 7, 5}, 4,
-                                (int32_t[]){1, 4, 4, 5});
+    mopt_graph *g =
+        unary_graph(MOPT_OP_MAX_POOL_2D, 4, (int32_t[]){1, 7, 7, 5}, 4, (int32_t[]){1, 4, 4, 5});
     g->ops[0].p.pool.filter_h = g->ops[0].p.pool.filter_w = 2;
     g->ops[0].p.pool.stride_h = g->ops[0].p.pool.stride_w = 2;
     expect_ok(g);
@@ -319,8 +319,7 @@ static void test_broadcast(void **state) {
                      (int32_t[]){1, 2, 1, 3, 1, 2});
     expect_ok(g);
     mopt_graph_free(g);
-    g = binary_graph(MOPT_OP_SUB, 2, (int32_t[]){2, 3}, 2, (int32_t[]){4, 3}, 2,
-                     (int32_t[]){4, 3});
+    g = binary_graph(MOPT_OP_SUB, 2, (int32_t[]){2, 3}, 2, (int32_t[]){4, 3}, 2, (int32_t[]){4, 3});
     expect_fail(g, MOPT_ERR_BAD_INPUT, "operator 0 (SUB)",
                 "input shapes [2,3] and [4,3] are not broadcast-compatible");
     mopt_graph_free(g);
@@ -499,6 +498,30 @@ static void test_produced_twice(void **state) {
     mopt_graph_free(g);
 }
 
+static void test_constants_as_io(void **state) {
+    (void)state;
+    mopt_graph *g = mopt_graph_create();
+    float c[4] = {1, 2, 3, 4};
+    int x = t_f32(g, "x", 1, (int32_t[]){4});
+    int k = t_cf32(g, "k", 1, (int32_t[]){4}, c);
+    add_op(g, MOPT_OP_RELU, (int32_t[]){x}, 1, k);
+    set_io1(g, x, k);
+    expect_fail(g, MOPT_ERR_BAD_INPUT, "operator 0 (RELU)",
+                "output 0 (tensor 1 'k') is a constant");
+    g->ops[0].outputs[0] = x;
+    g->inputs[0] = k;
+    expect_fail(g, MOPT_ERR_BAD_INPUT, "tensor 1 'k'", "graph input 0 is a constant");
+    mopt_graph_free(g);
+    g = mopt_graph_create();
+    x = t_f32(g, "x", 1, (int32_t[]){4});
+    int y = t_f32(g, "y", 1, (int32_t[]){4});
+    add_op(g, MOPT_OP_RELU, (int32_t[]){x}, 1, y);
+    set_io1(g, x, y);
+    g->tensors[y].is_variable = true;
+    expect_fail(g, MOPT_ERR_UNSUPPORTED, "tensor 1 'y'", "variable");
+    mopt_graph_free(g);
+}
+
 static void test_graph_output_not_produced(void **state) {
     (void)state;
     mopt_graph *g = mopt_graph_create();
@@ -556,8 +579,8 @@ static void test_quant_params(void **state) {
 static void test_dtypes(void **state) {
     (void)state;
     /* ADD float32 + int8 */
-    mopt_graph *g = binary_graph(MOPT_OP_ADD, 1, (int32_t[]){4}, 1, (int32_t[]){4}, 1,
-                                 (int32_t[]){4});
+    mopt_graph *g =
+        binary_graph(MOPT_OP_ADD, 1, (int32_t[]){4}, 1, (int32_t[]){4}, 1, (int32_t[]){4});
     g->tensors[1].dtype = MOPT_INT8;
     set_quant1(g, 1, 0.5f, 0);
     expect_fail(g, MOPT_ERR_BAD_INPUT, "operator 0 (ADD)", "input 1 dtype int8");
@@ -648,6 +671,7 @@ int main(void) {
         cmocka_unit_test(test_softmax_and_unary),
         cmocka_unit_test(test_producer_order),
         cmocka_unit_test(test_produced_twice),
+        cmocka_unit_test(test_constants_as_io),
         cmocka_unit_test(test_graph_output_not_produced),
         cmocka_unit_test(test_tensor_rules),
         cmocka_unit_test(test_quant_params),
