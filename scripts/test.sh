@@ -5,7 +5,7 @@
 #  3. interop tests against LiteRT (pytest)
 #  4. AddressSanitizer + UndefinedBehaviorSanitizer build; unit + CLI tests again
 #  5. valgrind on the malformed-file and reader tests
-#  6. libFuzzer on the TFLite reader for FUZZ_SECONDS (default 60)
+#  6. libFuzzer on the TFLite, NPY and IDX readers for FUZZ_SECONDS (default 60)
 # Ends with one line "tests: N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -51,7 +51,7 @@ for t in build/tests/test_tflite_malformed build/tests/test_tflite_io build/test
 done
 record valgrind $vg_rc
 
-step "fuzz the TFLite reader (${FUZZ_SECONDS:-60}s)"
+step "fuzz the readers (${FUZZ_SECONDS:-60}s)"
 if [ -x scripts/fuzz.sh ]; then
   scripts/fuzz.sh; record fuzz $?
 else

@@ -37,7 +37,7 @@ typedef enum mopt_rounding {
 } mopt_rounding;
 
 typedef struct mopt_interp_options {
-    int num_threads;       /* <= 0: all cores (OpenMP default) */
+    int num_threads;       /* <= 0: one per online core (runtime thread pool) */
     mopt_rounding rounding;
 } mopt_interp_options;
 

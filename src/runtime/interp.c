@@ -19,9 +19,7 @@
 #include "runtime/kernel.h"
 #include "runtime/planner.h"
 
-#ifdef MOPT_HAVE_OPENMP
-#include <omp.h>
-#endif
+#include <unistd.h>
 
 struct mopt_interp {
     const mopt_graph *g;
@@ -271,12 +269,15 @@ mopt_status mopt_interp_create_isa(const mopt_graph *g, const mopt_interp_option
     it->g = g;
     it->rounding = o.rounding;
     it->isa = isa ? isa : mopt_isa_best();
-#ifdef MOPT_HAVE_OPENMP
-    it->num_threads = o.num_threads > 0 ? o.num_threads : omp_get_max_threads();
-#else
-    it->num_threads = 1;
-#endif
-    if (it->num_threads < 1) it->num_threads = 1;
+    /* Threads come from the runtime's own pool (runtime/parallel.c), with
+     * or without OpenMP; the default is one per online core. */
+    if (o.num_threads > 0) {
+        it->num_threads = o.num_threads;
+    } else {
+        long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+        it->num_threads = ncpu > 0 ? (int)ncpu : 1;
+    }
+    if (it->num_threads > 64) it->num_threads = 64;
     size_t no = (size_t)(g->n_ops ? g->n_ops : 1), nt = (size_t)(g->n_tensors ? g->n_tensors : 1);
     it->kern = calloc(no, sizeof *it->kern);
     it->plans = calloc(no, sizeof *it->plans);

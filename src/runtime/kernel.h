@@ -66,7 +66,7 @@ typedef struct mopt_kernel {
 const mopt_kernel *mopt_kernel_lookup(const mopt_graph *g, const mopt_op *op);
 
 /* Splits [0, n) into contiguous ranges and runs fn(arg, thread_id, begin,
- * end) for each, on up to num_threads threads (OpenMP); thread_id is in
+ * end) for each, on up to num_threads threads (the runtime thread pool, runtime/parallel.c); thread_id is in
  * [0, num_threads). Which thread runs which range is not fixed, so results
  * must not depend on the split: callers split over outputs only. */
 typedef void (*mopt_range_fn)(void *arg, int tid, size_t begin, size_t end);

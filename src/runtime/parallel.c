@@ -1,34 +1,37 @@
-/* parallel.c - the one place that talks to OpenMP. Kernels describe work as
- * ranges of independent outputs; this splits the range into contiguous
- * chunks run by the team. */
+/* parallel.c - the one place the interpreter parallelises. Kernels describe
+ * work as ranges of independent outputs; mopt_parallel_for hands the range
+ * to a persistent worker pool (threadpool.c) in which the caller works too
+ * and never waits for a worker that has not started a chunk. (The previous
+ * OpenMP parallel-for waited at its closing barrier for every team member:
+ * with the other core busy, each region cost a scheduler time slice.)
+ *
+ * The pool is process-wide, created on first use under pthread_once and
+ * never freed (its workers sleep when idle and end with the process). It
+ * holds up to MOPT_TPOOL_MAX_THREADS threads, started lazily as far as the
+ * largest num_threads asked for. One job runs on it at a time: a second
+ * interpreter calling from another thread while a job runs, or a kernel
+ * nesting a call, runs its job single-threaded on its own thread. Results
+ * do not depend on this, since callers split over outputs only. */
 #include "runtime/kernel.h"
+#include "runtime/threadpool.h"
 
-#ifdef MOPT_HAVE_OPENMP
-#include <omp.h>
-#endif
+#include <pthread.h>
+
+static pthread_once_t g_pool_once = PTHREAD_ONCE_INIT;
+static mopt_tpool *g_pool; /* written once under g_pool_once; NULL: inline */
+
+static void pool_init(void) {
+    g_pool = mopt_tpool_create(MOPT_TPOOL_MAX_THREADS);
+}
 
 void mopt_parallel_for(int num_threads, size_t n, mopt_range_fn fn, void *arg) {
     if (n == 0) return;
-    int nt = num_threads < 1 ? 1 : num_threads;
-    if ((size_t)nt > n) nt = (int)n;
-    if (nt == 1) {
+    /* One item, or one thread: no pool (and none is ever created by
+     * single-threaded users). */
+    if (num_threads < 2 || n < 2) {
         fn(arg, 0, 0, n);
         return;
     }
-#ifdef MOPT_HAVE_OPENMP
-    /* A few chunks per thread, handed out dynamically: a thread slowed down
-     * by another process on its core does not hold the others up. Chunk
-     * boundaries never change results (callers split over outputs). */
-    size_t chunks = (size_t)nt * 4 < n ? (size_t)nt * 4 : n;
-    size_t step = (n + chunks - 1) / chunks;
-    chunks = (n + step - 1) / step;
-    long long nc = (long long)chunks;
-#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
-    for (long long c = 0; c < nc; c++) {
-        size_t b = (size_t)c * step, e = b + step < n ? b + step : n;
-        fn(arg, omp_get_thread_num(), b, e);
-    }
-#else
-    fn(arg, 0, 0, n);
-#endif
+    pthread_once(&g_pool_once, pool_init);
+    mopt_tpool_run(g_pool, num_threads, n, fn, arg);
 }
