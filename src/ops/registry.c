@@ -9,6 +9,7 @@
 #include <stdlib.h>
 
 #include "ops/ops.h"
+#include "ops/q_ops.h"
 
 typedef struct table {
     const mopt_kernel *k;
@@ -25,6 +26,18 @@ static const table tables[] = {
     {mopt_reduce_kernels, &mopt_reduce_kernels_n},
     {mopt_softmax_kernels, &mopt_softmax_kernels_n},
     {mopt_quant_kernels, &mopt_quant_kernels_n},
+    /* Integer kernels (int8, int16x8, hybrid), bit-exact with LiteRT's
+     * reference resolver: see docs/INTEGER_KERNELS.md. */
+    {mopt_q_conv_kernels, &mopt_q_conv_kernels_n},
+    {mopt_q_fc_kernels, &mopt_q_fc_kernels_n},
+    {mopt_q_hybrid_kernels, &mopt_q_hybrid_kernels_n},
+    {mopt_q_pool_kernels, &mopt_q_pool_kernels_n},
+    {mopt_q_elementwise_kernels, &mopt_q_elementwise_kernels_n},
+    {mopt_q_activation_kernels, &mopt_q_activation_kernels_n},
+    {mopt_q_softmax_kernels, &mopt_q_softmax_kernels_n},
+    {mopt_q_shape_kernels, &mopt_q_shape_kernels_n},
+    {mopt_q_reduce_kernels, &mopt_q_reduce_kernels_n},
+    {mopt_q_quantize_kernels, &mopt_q_quantize_kernels_n},
 };
 
 const mopt_kernel *mopt_kernel_lookup(const mopt_graph *g, const mopt_op *op) {

@@ -104,8 +104,8 @@ static mopt_status no_kernel(const mopt_graph *g, int i, mopt_error *err) {
         pos += (size_t)w;
     }
     return mopt_error_set(err, MOPT_ERR_UNSUPPORTED,
-                          "operator %d (%s): no kernel for inputs (%s) -> %s (only float kernels "
-                          "are implemented)",
+                          "operator %d (%s): no kernel for inputs (%s) -> %s (supported: float32, "
+                          "int8, int16x8 and hybrid int8-weight kernels)",
                           i, mopt_op_name(op->type), types,
                           mopt_dtype_name(g->tensors[op->outputs[0]].dtype));
 }

@@ -345,14 +345,15 @@ static void test_fold_float16_weights(void **state) {
 
 static void test_refuses_quantized_kernels(void **state) {
     (void)state;
-    /* A valid int8 conv: validation passes, the runtime has no kernel. */
+    /* A valid uint8 conv (legacy asymmetric quantization): validation passes,
+     * the runtime has no uint8 conv kernel and says so. */
     mopt_graph *g = mopt_graph_create();
-    int8_t w[4 * 3] = {0};
+    uint8_t w[4 * 3] = {0};
     int32_t b[4] = {0};
-    int x = t_act(g, "x", MOPT_INT8, 4, (int32_t[]){1, 2, 2, 3});
-    int wt = t_const(g, "w", MOPT_INT8, 4, (int32_t[]){4, 1, 1, 3}, w);
+    int x = t_act(g, "x", MOPT_UINT8, 4, (int32_t[]){1, 2, 2, 3});
+    int wt = t_const(g, "w", MOPT_UINT8, 4, (int32_t[]){4, 1, 1, 3}, w);
     int bt = t_const(g, "b", MOPT_INT32, 1, (int32_t[]){4}, b);
-    int y = t_act(g, "y", MOPT_INT8, 4, (int32_t[]){1, 2, 2, 4});
+    int y = t_act(g, "y", MOPT_UINT8, 4, (int32_t[]){1, 2, 2, 4});
     set_quant1(g, x, 0.1f, 0);
     set_quant1(g, wt, 0.1f, 0);
     set_quant1(g, bt, 0.01f, 0);
@@ -365,7 +366,7 @@ static void test_refuses_quantized_kernels(void **state) {
     assert_int_equal(mopt_interp_create(g, NULL, &it, &e), MOPT_ERR_UNSUPPORTED);
     assert_null(it);
     assert_non_null(strstr(e.msg, "operator 0 (CONV_2D)"));
-    assert_non_null(strstr(e.msg, "int8"));
+    assert_non_null(strstr(e.msg, "uint8"));
     mopt_graph_free(g);
 }
 
