@@ -14,5 +14,6 @@
 #include "mopt/data.h"
 #include "mopt/util.h"
 #include "mopt/qmath.h"
+#include "mopt/quantize.h"
 
 #endif

@@ -38,7 +38,11 @@
  * shuffling from a PCG32 stream seeded by (seed, epoch).
  *
  * Threading: a tgraph is not thread-safe; one tgraph per thread. Inside a
- * call the engine uses OpenMP with the tgraph's thread count.
+ * call the engine runs on the tgraph's own pool of worker threads
+ * (mopt_tgraph_set_num_threads), created on first use and joined by
+ * mopt_tgraph_free. The calling thread always works too and never waits for
+ * a worker that has not started, so a busy machine degrades to one-thread
+ * speed rather than stalling.
  *
  * Errors: as everywhere in mopt, functions return a mopt_status and fill the
  * optional mopt_error with one line naming the node / variable / file and
@@ -124,7 +128,9 @@ typedef struct mopt_tvar {
     int32_t dims[MOPT_MAX_DIMS];
     int64_t numel;
     float *data;         /* numel floats, 64-byte aligned: the LATENT values */
-    float *grad;         /* numel floats when TRAINABLE, else NULL */
+    float *grad;         /* numel floats for weights, biases, BN gamma/beta and
+                            variables added with MOPT_TVAR_TRAINABLE (also while
+                            frozen); NULL for state (BN statistics, masks) */
 } mopt_tvar;
 
 /* Read-only description of a node (for transforms and techniques). */
@@ -150,14 +156,17 @@ void mopt_tgraph_free(mopt_tgraph *tg); /* NULL is a no-op */
  *
  * Architectures are data: a spec string of ';'-separated layers applied in
  * order to the input, e.g. the built-in "cnn" is
- *   "conv 32 3 bn relu; conv 32 3 bn relu; maxpool 2; conv 64 3 bn relu; ..."
+ *   "conv 32 3 bn relu; maxpool 2; conv 64 3 bn relu; maxpool 2; flatten;
+ *    fc 128 relu; dropout 0.3; fc classes"
  * Layer words (C = channels, K = kernel size; options in any order):
  *   conv C K [s S] [d D] [valid] [bn] [relu|relu6|tanh|sigmoid|hswish]
  *   dw K [s S] [d D] [m M] [valid] [bn] [act]     depthwise conv
- *   sep C K [s S]     depthwise-separable block: dw K s S bn relu; conv C 1 bn relu
+ *   sep C [K] [s S] [act]  depthwise-separable block: dw K s S bn act; conv C 1 bn act
+ *                     (K default 3, act default relu)
  *   res C [s S]       basic residual block (conv-bn-relu, conv-bn, 1x1 projection
  *                     shortcut when the shape changes, add, relu)
- *   fc N [act] [bn]   fully connected; "fc classes" = the number of classes
+ *   fc N [act] [bn]   fully connected (flattens first if needed); "fc classes" =
+ *                     the number of classes
  *   bn | relu | relu6 | tanh | sigmoid | hswish
  *   maxpool K [s S] [same] | avgpool K [s S] [same]   (default stride K, VALID)
  *   gap               global average pooling (MEAN over H and W)
@@ -165,8 +174,11 @@ void mopt_tgraph_free(mopt_tgraph *tg); /* NULL is a no-op */
  *   dropout P         0 <= P < 1
  *   mark NAME | add NAME | concat NAME   named skip connections
  * Channel counts of conv/dw/sep/res (not fc) are scaled by the width
- * multiplier (rounded, at least 1). A conv/dw/fc followed by bn gets no bias.
- * The last layer's output is the logits. */
+ * multiplier (rounded, at least 1). With bn, a conv/dw/fc has no bias and a
+ * ReLU/ReLU6/TANH is fused into the batch norm node; without, into the op.
+ * Nodes are named by kind and count ("conv1", "bn2", "fc1"); variables
+ * "<node>/weights", "/bias", "/gamma", "/beta", "/moving_mean",
+ * "/moving_variance". The last layer's output is the logits. */
 
 typedef struct mopt_arch_options {
     int in_h, in_w, in_c;  /* input sample shape (default 28, 28, 1) */
@@ -185,9 +197,9 @@ const char *const *mopt_arch_names(void);
 const char *mopt_arch_spec(const char *name);
 
 /* Builds a tgraph from a built-in architecture name, or from a spec string
- * when `name` starts with "spec:". Weights: He-uniform for layers followed by
- * a ReLU-like activation, Glorot-uniform otherwise (Keras defaults), biases
- * and BN beta 0, gamma 1, running mean 0, running variance 1. opts may be NULL. */
+ * when `name` starts with "spec:". Weights are Glorot-uniform (Keras'
+ * default) from opts->seed; biases and BN beta 0, gamma 1, running mean 0,
+ * running variance 1. opts may be NULL (defaults). */
 mopt_status mopt_tgraph_from_arch(const char *name, const mopt_arch_options *opts,
                                   mopt_tgraph **out, mopt_error *err);
 mopt_status mopt_tgraph_from_spec(const char *spec, const mopt_arch_options *opts,
@@ -233,6 +245,10 @@ void mopt_tgraph_set_num_threads(mopt_tgraph *tg, int n);
 void mopt_tgraph_set_seed(mopt_tgraph *tg, uint64_t seed);
 /* Ask backward to also compute the gradient of the input (off by default). */
 void mopt_tgraph_set_input_grad(mopt_tgraph *tg, bool on);
+/* Frozen batch norm: training forwards normalise with the moving statistics
+ * and do not update them (fine-tuning, QAT's freeze_bn_delay); gamma and
+ * beta still train unless their TRAINABLE flag is cleared. */
+void mopt_tgraph_set_bn_frozen(mopt_tgraph *tg, bool frozen);
 
 /* Runs the graph on `batch` samples x (batch * input_size floats, NHWC).
  * training: batch norm uses (and updates the running statistics with) the
@@ -416,6 +432,7 @@ typedef struct mopt_lr_schedule {
     float min_lr;         /* COSINE floor; default 0 */
 } mopt_lr_schedule;
 
+/* Cosine from base_lr 1e-3 to 0 over total_steps (0: set by mopt_train). */
 mopt_lr_schedule mopt_lr_default_schedule(void);
 /* Learning rate for optimizer step `step` (0-based). During warm-up
  * (step < warmup_steps) it is base * (step + 1) / warmup_steps. */
@@ -483,7 +500,7 @@ typedef struct mopt_train_options {
     uint64_t seed;              /* default 1 */
     int num_threads;            /* <= 0: all cores */
     mopt_optim_params optim;    /* default Adam */
-    mopt_lr_schedule schedule;  /* default constant 1e-3 */
+    mopt_lr_schedule schedule;  /* default cosine from 1e-3 to 0 over the run */
     double val_fraction;        /* held-out part of the training data, [0, 0.5]; default 0 */
     const mopt_dataset *val;    /* explicit validation set; overrides val_fraction */
     mopt_augment augment;       /* default none */

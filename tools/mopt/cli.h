@@ -23,7 +23,11 @@
     X(run)              \
     X(eval)             \
     X(bench)            \
-    X(copy)
+    X(copy)             \
+    X(train)            \
+    X(quantize)         \
+    X(prune)            \
+    X(cluster)
 
 typedef struct cli_command {
     const char *name;
