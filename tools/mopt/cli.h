@@ -117,6 +117,12 @@ void cli_model_free(cli_model *m);
 /* Creates an interpreter with num_threads (<= 0: library default). Prints
  * "mopt: PATH: <message>" on failure and returns the exit code; 0 on success. */
 int cli_interp_create(const cli_model *m, int num_threads, mopt_interp **out);
+/* As cli_interp_create with a requantization rounding mode (mopt_rounding). */
+int cli_interp_create_rounding(const cli_model *m, int num_threads, int rounding,
+                               mopt_interp **out);
+/* Parses --rounding double|single|fp32 into a mopt_rounding; prints a usage
+ * error naming the command and returns false on anything else. */
+bool cli_parse_rounding(const char *cmd, const char *arg, int *out);
 
 /* Copies s into buf for terminal output: control characters become '?', and
  * names longer than max bytes are cut (on a UTF-8 boundary) and end in "...".

@@ -170,7 +170,27 @@ void cli_model_free(cli_model *m) {
 }
 
 int cli_interp_create(const cli_model *m, int num_threads, mopt_interp **out) {
+    return cli_interp_create_rounding(m, num_threads, MOPT_ROUND_DOUBLE, out);
+}
+
+bool cli_parse_rounding(const char *cmd, const char *arg, int *out) {
+    if (strcmp(arg, "double") == 0)
+        *out = MOPT_ROUND_DOUBLE;
+    else if (strcmp(arg, "single") == 0)
+        *out = MOPT_ROUND_SINGLE;
+    else if (strcmp(arg, "fp32") == 0)
+        *out = MOPT_ROUND_FP32;
+    else {
+        cli_usage_error(cmd, "--rounding must be double, single or fp32, not '%s'", arg);
+        return false;
+    }
+    return true;
+}
+
+int cli_interp_create_rounding(const cli_model *m, int num_threads, int rounding,
+                               mopt_interp **out) {
     mopt_interp_options o = mopt_interp_default_options();
+    o.rounding = (mopt_rounding)rounding;
     if (num_threads > 0)
         o.num_threads = num_threads;
     mopt_error err;

@@ -8,8 +8,9 @@
 static const cli_option opts[] = {
     {"threads", 't', true}, {"runs", 'r', true}, {"warmup", 'w', true},
     {"seed", 0, true},      {"json", 0, false},
+    {"rounding", 0, true},
 };
-enum { OPT_THREADS, OPT_RUNS, OPT_WARMUP, OPT_SEED, OPT_JSON };
+enum { OPT_THREADS, OPT_RUNS, OPT_WARMUP, OPT_SEED, OPT_JSON, OPT_ROUNDING };
 
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -21,6 +22,7 @@ static int bench_main(int argc, char **argv) {
     cli_parser_init(&p, "bench", argc, argv, opts, (int)(sizeof(opts) / sizeof(opts[0])));
     const char *model = NULL, *arg;
     int64_t threads = 0, runs = 50, warmup = 5, seed = 1;
+    int rounding = MOPT_ROUND_DOUBLE;
     bool json = false;
     int r;
     while ((r = cli_next(&p, &arg)) != CLI_END) {
@@ -31,6 +33,10 @@ static int bench_main(int argc, char **argv) {
             if (model)
                 return cli_usage_error("bench", "unexpected argument '%s'", arg);
             model = arg;
+            break;
+        case OPT_ROUNDING:
+            if (!cli_parse_rounding("bench", arg, &rounding))
+                return 1;
             break;
         case OPT_THREADS:
             if (!cli_parse_int("bench", "threads", arg, 1, 1024, &threads))
@@ -63,7 +69,7 @@ static int bench_main(int argc, char **argv) {
     double *times = NULL;
     mopt_error err;
     mopt_error_clear(&err);
-    if ((rc = cli_interp_create(&m, (int)threads, &it)) != 0)
+    if ((rc = cli_interp_create_rounding(&m, (int)threads, rounding, &it)) != 0)
         goto done;
 
     /* Same inputs on every run and every machine: a fixed-seed PRNG. */
@@ -150,6 +156,7 @@ const cli_command cli_cmd_bench = {
     "bench",
     "latency of a model on random inputs (min, median, mean)",
     "usage: mopt bench MODEL [--threads N] [--runs N] [--warmup N] [--seed S] [--json]\n"
+    "                  [--rounding double|single|fp32]\n"
     "\n"
     "Fills the inputs once with pseudo-random values from a fixed seed (float32:\n"
     "uniform in [-1, 1); int8/uint8: uniform over the type), runs WARMUP untimed\n"
@@ -157,7 +164,9 @@ const cli_command cli_cmd_bench = {
     "latency in milliseconds.\n"
     "\n"
     "options:\n"
-    "  -t, --threads N   threads for the runtime (default: all cores)\n"
+    "  -t, --threads N   threads for the runtime (default: all cores)\n"    "      --rounding MODE   integer requantization: double (TFLite reference,\n"
+    "                        default), single (TFLITE_SINGLE_ROUNDING) or fp32\n"
+    "                        (float multiply, round half to even, as XNNPACK)\n"
     "  -r, --runs N      timed runs (default 50)\n"
     "  -w, --warmup N    untimed runs first (default 5)\n"
     "  --seed S          PRNG seed for the inputs (default 1)\n"

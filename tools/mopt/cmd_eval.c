@@ -10,8 +10,9 @@
 static const cli_option opts[] = {
     {"data", 'd', true},    {"limit", 'n', true}, {"scale", 0, true},
     {"threads", 't', true}, {"json", 0, false},   {"split", 0, true},
+    {"rounding", 0, true},
 };
-enum { OPT_DATA, OPT_LIMIT, OPT_SCALE, OPT_THREADS, OPT_JSON, OPT_SPLIT };
+enum { OPT_DATA, OPT_LIMIT, OPT_SCALE, OPT_THREADS, OPT_JSON, OPT_SPLIT, OPT_ROUNDING };
 
 /* Writes one float sample into the model input, quantizing if the input is
  * integer: q = round(x / scale) + zero_point, clamped to the type's range
@@ -66,6 +67,7 @@ static int eval_main(int argc, char **argv) {
     cli_parser_init(&p, "eval", argc, argv, opts, (int)(sizeof(opts) / sizeof(opts[0])));
     const char *model = NULL, *data = NULL, *arg;
     int64_t limit = 0, threads = 0;
+    int rounding = MOPT_ROUND_DOUBLE;
     mopt_scale scale = MOPT_SCALE_01;
     mopt_split split = MOPT_SPLIT_TEST;
     bool json = false;
@@ -102,6 +104,10 @@ static int eval_main(int argc, char **argv) {
             else
                 return cli_usage_error("eval", "--split expects test or train, got '%s'", arg);
             break;
+        case OPT_ROUNDING:
+            if (!cli_parse_rounding("eval", arg, &rounding))
+                return 1;
+            break;
         case OPT_THREADS:
             if (!cli_parse_int("eval", "threads", arg, 1, 1024, &threads))
                 return 1;
@@ -125,7 +131,7 @@ static int eval_main(int argc, char **argv) {
     mopt_error err;
     mopt_error_clear(&err);
 
-    if ((rc = cli_interp_create(&m, (int)threads, &it)) != 0)
+    if ((rc = cli_interp_create_rounding(&m, (int)threads, rounding, &it)) != 0)
         goto done;
     if (mopt_interp_num_inputs(it) != 1 || mopt_interp_num_outputs(it) < 1) {
         rc = cli_error(MOPT_ERR_BAD_INPUT,
@@ -250,6 +256,7 @@ const cli_command cli_cmd_eval = {
     "top-1 accuracy and latency of a classifier on a dataset",
     "usage: mopt eval MODEL --data DATA [--limit N] [--scale 01|pm1|none]\n"
     "                 [--split test|train] [--threads N] [--json]\n"
+    "                 [--rounding double|single|fp32]\n"
     "\n"
     "Runs MODEL on every sample of the dataset's test split and reports the top-1\n"
     "accuracy and the mean latency per sample (time spent in invoke). The model\n"
@@ -267,7 +274,9 @@ const cli_command cli_cmd_eval = {
     "  --scale S           pixel scaling of integer images: 01 = x/255 (default),\n"
     "                      pm1 = x/127.5-1, none = raw values\n"
     "  --split S           test (default) or train\n"
-    "  -t, --threads N     threads for the runtime (default: all cores)\n"
+    "  -t, --threads N     threads for the runtime (default: all cores)\n"    "      --rounding MODE   integer requantization: double (TFLite reference,\n"
+    "                        default), single (TFLITE_SINGLE_ROUNDING) or fp32\n"
+    "                        (float multiply, round half to even, as XNNPACK)\n"
     "  --json              {\"accuracy\", \"top1_percent\", \"samples\", \"latency_ms\", ...}\n",
     eval_main,
 };

@@ -12,8 +12,9 @@ static const cli_option opts[] = {
     {"input", 'i', true},
     {"output", 'o', true},
     {"threads", 't', true},
+    {"rounding", 0, true},
 };
-enum { OPT_INPUT, OPT_OUTPUT, OPT_THREADS };
+enum { OPT_INPUT, OPT_OUTPUT, OPT_THREADS, OPT_ROUNDING };
 
 /* How an NPY array maps onto a model input. */
 typedef enum {
@@ -81,6 +82,7 @@ static int run_main(int argc, char **argv) {
     const char *in_paths[MAX_IO], *out_paths[MAX_IO];
     int n_in = 0, n_out = 0;
     int64_t threads = 0;
+    int rounding = MOPT_ROUND_DOUBLE;
     int r;
     while ((r = cli_next(&p, &arg)) != CLI_END) {
         switch (r) {
@@ -100,6 +102,10 @@ static int run_main(int argc, char **argv) {
             if (n_out == MAX_IO)
                 return cli_usage_error("run", "at most %d -o files", MAX_IO);
             out_paths[n_out++] = arg;
+            break;
+        case OPT_ROUNDING:
+            if (!cli_parse_rounding("run", arg, &rounding))
+                return 1;
             break;
         case OPT_THREADS:
             if (!cli_parse_int("run", "threads", arg, 1, 1024, &threads))
@@ -124,7 +130,7 @@ static int run_main(int argc, char **argv) {
     mopt_error err;
     mopt_error_clear(&err);
 
-    if ((rc = cli_interp_create(&m, (int)threads, &it)) != 0)
+    if ((rc = cli_interp_create_rounding(&m, (int)threads, rounding, &it)) != 0)
         goto done;
     int mi = mopt_interp_num_inputs(it), mo = mopt_interp_num_outputs(it);
     if (n_in != mi) {
@@ -263,6 +269,7 @@ const cli_command cli_cmd_run = {
     "run",
     "run a model on NPY inputs and write NPY outputs",
     "usage: mopt run MODEL --input X.npy [--input X2.npy ...] [-o Y.npy ...] [--threads N]\n"
+    "                [--rounding double|single|fp32]\n"
     "\n"
     "Runs MODEL on the arrays in the NPY files (one --input per model input, in\n"
     "order). If an array has the input's shape, the model runs once. If it has one\n"
@@ -275,6 +282,8 @@ const cli_command cli_cmd_run = {
     "  -i, --input FILE    input array (.npy), repeat for several inputs\n"
     "  -o, --output FILE   write output k to FILE (.npy), repeat for several outputs;\n"
     "                      without -o a short summary of each output is printed\n"
-    "  -t, --threads N     threads for the runtime (default: all cores)\n",
+    "  -t, --threads N     threads for the runtime (default: all cores)\n"    "      --rounding MODE   integer requantization: double (TFLite reference,\n"
+    "                        default), single (TFLITE_SINGLE_ROUNDING) or fp32\n"
+    "                        (float multiply, round half to even, as XNNPACK)\n",
     run_main,
 };
