@@ -199,6 +199,7 @@ typedef struct cal_worker {
     ptq_calib c; /* this worker's statistics */
     mopt_status st;
     mopt_error err;
+    int64_t fail_sample; /* sample the worker last took (0 before any): the failing one if st != OK */
 } cal_worker;
 
 static mopt_status worker_init(cal_worker *w, cal_shared *sh, int interp_threads) {
@@ -238,6 +239,7 @@ static void *worker_main(void *arg) {
             break;
         }
         int64_t s = sh->next++;
+        w->fail_sample = s; /* kept only if this sample fails */
         w->st = mopt_sample_source_next(sh->src, w->sample, NULL, &w->err);
         if (w->st != MOPT_OK)
             sh->stop = true;
@@ -394,13 +396,19 @@ mopt_status ptq_calibrate(const mopt_graph *g, const mopt_quant_options *opt,
     free(th);
     free(started);
     pthread_mutex_destroy(&sh.lock);
-    /* First error in sample order wins (deterministic message). */
-    for (int i = 0; i < nw; i++)
-        if (w[i].st != MOPT_OK) {
-            st = w[i].st;
-            if (err) *err = w[i].err;
-            break;
+    /* First error in sample order wins (deterministic message): samples are
+     * handed out in order and a worker always finishes the sample it holds,
+     * so every sample before the earliest failing one was fully processed. */
+    {
+        int first = -1;
+        for (int i = 0; i < nw; i++)
+            if (w[i].st != MOPT_OK && (first < 0 || w[i].fail_sample < w[first].fail_sample))
+                first = i;
+        if (first >= 0) {
+            st = w[first].st;
+            if (err) *err = w[first].err;
         }
+    }
     if (st != MOPT_OK)
         goto done;
     /* Merge into worker 0's statistics, then hand them over. */
