@@ -17,8 +17,8 @@ static const struct {
     {"mlp", "flatten; fc 512 relu; dropout 0.2; fc 256 relu; dropout 0.2; fc classes"},
     {"cnn", "conv 32 3 bn relu; maxpool 2; conv 64 3 bn relu; maxpool 2; "
             "flatten; fc 128 relu; dropout 0.3; fc classes"},
-    {"dscnn", "conv 64 3 s 2 bn relu; sep 64 3; sep 64 3; sep 64 3; sep 64 3; "
-              "gap; dropout 0.2; fc classes"},
+    {"dscnn", "conv 32 3 bn relu; sep 64 3; maxpool 2; sep 128 3; maxpool 2; "
+              "flatten; dropout 0.3; fc classes"},
     {"mobilenet", "conv 32 3 s 2 bn relu6; sep 64 3 relu6; sep 128 3 s 2 relu6; sep 128 3 relu6; "
                   "sep 256 3 s 2 relu6; sep 256 3 relu6; gap; dropout 0.2; fc classes"},
     {"resnet", "conv 16 3 bn relu; res 16; res 16; res 32 s 2; res 32; res 64 s 2; res 64; "

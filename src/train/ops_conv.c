@@ -20,6 +20,9 @@
 /* Below this many input channels the per-tap blocks of the implicit GEMM are
  * too short: im2col explicitly (cheap for so few channels). */
 #define CONV_MIN_IMPLICIT_C 8
+/* Up to this many input channels (and K = KH*KW*C <= 64) the forward pass is
+ * a direct loop (tr_vec_conv_row_smallc). */
+#define CONV_DIRECT_MAX_C 4
 
 typedef struct cgeom {
     int B, H, W, C, OH, OW, OC;
@@ -205,8 +208,39 @@ void tr_colsum_add(const float *m, int64_t rows, int64_t cols, float *out, tr_po
 
 static const tr_ukernel *uk(void) { return tr_ukernel_best(); }
 
+/* direct convolution for few input channels: one output row per item */
+typedef struct smallc_job {
+    const cgeom *g;
+    const float *x, *wt, *b;
+    float *y;
+} smallc_job;
+
+static void smallc_range(void *p, int64_t r0, int64_t r1) {
+    const smallc_job *j = p;
+    const cgeom *g = j->g;
+    for (int64_t r = r0; r < r1; r++) {
+        const int b = (int)(r / g->OH), oy = (int)(r % g->OH);
+        tr_vec_conv_row_smallc(j->x + (int64_t)b * g->H * g->W * g->C, g->H, g->W, g->C, oy, g->OW,
+                               g->OC, g->kh, g->kw, g->sh, g->sw, g->dh, g->dw, g->pt, g->pl, j->wt,
+                               j->b, j->y + r * g->OW * g->OC);
+    }
+}
+
 mopt_status tr_conv_forward(tr_ctx *c, mopt_error *err) {
     const cgeom g = conv_geom(c);
+    if (g.C <= CONV_DIRECT_MAX_C && g.K <= 64) {
+        /* Few input channels (the first layer): a direct loop over taps with
+         * the output channels vectorised beats any GEMM formulation here. */
+        float *wt = tr_scratch(c->tg, (size_t)(g.K * g.OC));
+        if (!wt) return mopt_error_set(err, MOPT_ERR_NOMEM, "node '%s': out of memory",
+                                       tn_name(c->n));
+        for (int oc = 0; oc < g.OC; oc++)
+            for (int64_t k = 0; k < g.K; k++) wt[k * g.OC + oc] = c->w[(int64_t)oc * g.K + k];
+        smallc_job j = {&g, c->tg->vals[c->n->in[0]].data, wt, c->b, c->y};
+        tr_pool_run(c->pool, (int64_t)g.B * g.OH, 1, smallc_range, &j);
+        tr_act_forward(c->n->act, c->y, (int64_t)g.B * g.OH * g.OW * g.OC, c->pool);
+        return MOPT_OK;
+    }
     const tr_conv_geom tg = to_tr(&g);
     const float *x = c->tg->vals[c->n->in[0]].data;
     const int64_t M = (int64_t)g.B * g.OH * g.OW;

@@ -222,3 +222,35 @@ CLONES double tr_vec_sumsq(const float *g, int64_t n) {
 CLONES void tr_vec_fma_acc(float *acc, const float *x, const float *w, int64_t n) {
     SIMD for (int64_t i = 0; i < n; i++) acc[i] += x[i] * w[i];
 }
+
+/* Direct convolution of one output row for inputs with few channels (the
+ * first layer): y[ox][oc] = b[oc] + sum over in-bounds taps and channels of
+ * x * wt[(tap*C + ic)*OC + oc], channels of the output vectorised. Taps
+ * outside the image contribute nothing (zero padding). */
+CLONES void tr_vec_conv_row_smallc(const float *xb, int H, int W, int C, int oy, int OW, int OC,
+                                   int kh, int kw, int sh, int sw, int dh, int dw, int pt, int pl,
+                                   const float *wt, const float *bias, float *y) {
+    for (int ox = 0; ox < OW; ox++) {
+        float *acc = y + (int64_t)ox * OC;
+        if (bias) {
+            SIMD for (int o = 0; o < OC; o++) acc[o] = bias[o];
+        } else {
+            SIMD for (int o = 0; o < OC; o++) acc[o] = 0.0f;
+        }
+        for (int ky = 0; ky < kh; ky++) {
+            const int iy = oy * sh - pt + ky * dh;
+            if (iy < 0 || iy >= H) continue;
+            for (int kx = 0; kx < kw; kx++) {
+                const int ix = ox * sw - pl + kx * dw;
+                if (ix < 0 || ix >= W) continue;
+                const float *xp = xb + ((int64_t)iy * W + ix) * C;
+                const float *wp = wt + (int64_t)((ky * kw + kx) * C) * OC;
+                for (int ic = 0; ic < C; ic++) {
+                    const float xv = xp[ic];
+                    const float *w = wp + (int64_t)ic * OC;
+                    SIMD for (int o = 0; o < OC; o++) acc[o] += xv * w[o];
+                }
+            }
+        }
+    }
+}

@@ -29,6 +29,12 @@ void tr_vec_maxpool_row(const float *xb, int H, int W, int C, int ys, int ye, in
 /* acc[i] += x[i] * w[i] (separate multiply and add, as everywhere) */
 void tr_vec_fma_acc(float *acc, const float *x, const float *w, int64_t n);
 
+/* One output row of a direct convolution for few input channels; wt is the
+ * weight transposed to [KH*KW*C][OC]; bias may be NULL. */
+void tr_vec_conv_row_smallc(const float *xb, int H, int W, int C, int oy, int OW, int OC, int kh,
+                            int kw, int sh, int sw, int dh, int dw, int pt, int pl,
+                            const float *wt, const float *bias, float *y);
+
 /* Max-pool backward of one output pixel whose window overlaps no other. */
 void tr_vec_maxpool_bwd_px(float *dxb, const float *dy, const int32_t *arg, int W, int C, int ys,
                            int ye, int xs, int xe);

@@ -399,7 +399,7 @@ const cli_command cli_cmd_train = {
     "architectures (28x28x1 inputs by default; the data sets the input and classes):\n"
     "  mlp        flatten, fc 512, fc 256 (ReLU, dropout), fc classes\n"
     "  cnn        2 x (conv3x3-BN-ReLU, maxpool) with 32 and 64 channels, fc 128, fc\n"
-    "  dscnn      conv3x3/2 then 4 depthwise-separable blocks, global pooling\n"
+    "  dscnn      conv3x3 then depthwise-separable blocks (64, 128) with pooling\n"
     "  mobilenet  MobileNetV1-style (ReLU6; --width scales the channels)\n"
     "  resnet     small residual network (6 basic blocks, 16-64 channels)\n"
     "  spec:L     your own layers, e.g. 'spec:conv 16 3 bn relu; maxpool 2; fc classes'\n"
