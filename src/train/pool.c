@@ -1,12 +1,14 @@
 /* pool.c - work-sharing thread pool (see pool.h).
  *
- * Job protocol: the caller writes the job (fn, ctx, n, chunks), stores the
- * chunk counter `next` = (job << 32) | 0, then publishes `seq` = job. A
- * thread claims chunk i with a compare-exchange of next from (job, i) to
- * (job, i + 1), so a straggler still holding an older job id never touches
- * the counter of a newer job; every chunk runs exactly once. `done` counts
- * finished chunks; the caller returns when done == chunks, so all chunks of
- * a job finish before the next job is written.
+ * Job protocol: the caller writes the job (fn, ctx, n), then stores the chunk
+ * word `next` = job:32 | chunks:16 | index:16 and publishes `seq` = job. A
+ * thread claims chunk i with a compare-exchange of next from (job, chunks, i)
+ * to (job, chunks, i + 1). The chunk count travels in the same word as the
+ * job id and the index, so a straggler still holding an older job id can
+ * neither claim a chunk of a newer job nor misread its chunk count; every
+ * chunk runs exactly once. `done` counts finished chunks; the caller returns
+ * when done == chunks, so all chunks of a job finish before the next job is
+ * written.
  */
 #include "train/pool.h"
 
@@ -40,24 +42,24 @@ struct tr_pool {
     tr_range_fn fn;  /* read only after a chunk was claimed (job still active) */
     void *ctx;
     int64_t n;
-    atomic_int_fast64_t chunks; /* read before claiming: atomic */
-    atomic_uint_fast64_t next;
+    atomic_uint_fast64_t next; /* job:32 | chunks:16 | index:16 */
     atomic_int_fast64_t done;
 };
+
+#define MAX_CHUNKS 0xFFFF
 
 static void run_chunks(tr_pool *p, uint32_t job) {
     for (;;) {
         uint_fast64_t v = atomic_load_explicit(&p->next, memory_order_acquire);
         for (;;) {
-            if ((uint32_t)(v >> 32) != job ||
-                (int64_t)(v & 0xFFFFFFFFu) >= atomic_load_explicit(&p->chunks, memory_order_acquire))
-                return;
+            if ((uint32_t)(v >> 32) != job || (v & 0xFFFFu) >= ((v >> 16) & 0xFFFFu)) return;
             if (atomic_compare_exchange_weak_explicit(&p->next, &v, v + 1, memory_order_acq_rel,
                                                       memory_order_acquire))
                 break;
         }
-        const int64_t i = (int64_t)(v & 0xFFFFFFFFu);
-        const int64_t nch = atomic_load_explicit(&p->chunks, memory_order_relaxed);
+        /* a genuine claim of this job: it cannot finish (so its fields cannot
+         * be rewritten) before this chunk is counted done */
+        const int64_t i = (int64_t)(v & 0xFFFFu), nch = (int64_t)((v >> 16) & 0xFFFFu);
         const int64_t b = p->n * i / nch, e = p->n * (i + 1) / nch;
         p->fn(p->ctx, b, e);
         atomic_fetch_add_explicit(&p->done, 1, memory_order_acq_rel);
@@ -111,7 +113,6 @@ tr_pool *tr_pool_create(int threads) {
     atomic_init(&p->sleeping, 0);
     atomic_init(&p->next, 0);
     atomic_init(&p->done, 0);
-    atomic_init(&p->chunks, 0);
     for (int i = 0; i < threads - 1; i++) {
         if (pthread_create(&p->th[i], NULL, worker, p) != 0) break;
         p->n_workers++;
@@ -143,6 +144,7 @@ void tr_pool_run(tr_pool *p, int64_t n, int64_t min_chunk, tr_range_fn fn, void 
     if (min_chunk < 1) min_chunk = 1;
     int64_t chunks = p ? (int64_t)(p->n_workers + 1) * 4 : 1;
     if (chunks > n / min_chunk) chunks = n / min_chunk;
+    if (chunks > MAX_CHUNKS) chunks = MAX_CHUNKS;
     if (!p || chunks < 2) {
         fn(ctx, 0, n);
         return;
@@ -151,9 +153,9 @@ void tr_pool_run(tr_pool *p, int64_t n, int64_t min_chunk, tr_range_fn fn, void 
     p->fn = fn;
     p->ctx = ctx;
     p->n = n;
-    atomic_store_explicit(&p->chunks, chunks, memory_order_relaxed);
     atomic_store_explicit(&p->done, 0, memory_order_relaxed);
-    atomic_store_explicit(&p->next, (uint_fast64_t)job << 32, memory_order_release);
+    atomic_store_explicit(&p->next, (uint_fast64_t)job << 32 | (uint_fast64_t)chunks << 16,
+                          memory_order_release);
     atomic_store_explicit(&p->seq, job, memory_order_release);
     if (atomic_load(&p->sleeping) > 0) {
         pthread_mutex_lock(&p->mu);

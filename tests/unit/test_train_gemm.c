@@ -214,7 +214,44 @@ static void test_conv_modes(void **st) {
     }
 }
 
-/* The pool runs every item exactly once, whatever the chunking. */
+/* The pool runs every item exactly once, whatever the chunking, and never
+ * after tr_pool_run returned (jobs of changing sizes: a straggler of a
+ * finished job must not claim a chunk of the next one). */
+typedef struct {
+    volatile int alive;
+    int64_t n;
+    int late;
+    int *cnt;
+} life_job;
+static void life_range(void *p, int64_t b, int64_t e) {
+    life_job *j = p;
+    if (!j->alive) j->late++;
+    for (int64_t i = b; i < e; i++) __atomic_fetch_add(&j->cnt[i], 1, __ATOMIC_RELAXED);
+    if (!j->alive) j->late++;
+}
+
+static void test_pool_job_boundaries(void **st) {
+    (void)st;
+    tr_pool *p = tr_pool_create(3);
+    assert_non_null(p);
+    int cnt[64];
+    int late = 0;
+    for (int it = 0; it < 20000; it++) {
+        life_job j;
+        memset(cnt, 0, sizeof(cnt));
+        j.alive = 1;
+        j.n = (it & 1) ? 2 : 13 + it % 40;
+        j.late = 0;
+        j.cnt = cnt;
+        tr_pool_run(p, j.n, 1, life_range, &j);
+        for (int64_t i = 0; i < j.n; i++) assert_int_equal(cnt[i], 1);
+        j.alive = 0;
+        late += j.late;
+    }
+    assert_int_equal(late, 0);
+    tr_pool_free(p);
+}
+
 typedef struct { int *hits; } hit_job;
 static void hit_range(void *p, int64_t b, int64_t e) {
     hit_job *j = p;
@@ -248,6 +285,7 @@ int main(void) {
         cmocka_unit_test(test_rows_and_kmajor),
         cmocka_unit_test(test_conv_modes),
         cmocka_unit_test(test_pool),
+        cmocka_unit_test(test_pool_job_boundaries),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -10,9 +10,6 @@
 #include "cli.h"
 #include "mopt/train.h"
 
-/* Declared here too until CLI_COMMANDS in cli.h lists train. */
-extern const cli_command cli_cmd_train;
-
 static const cli_option opts[] = {
     {"arch", 'a', true},        {"from", 'f', true},      {"data", 'd', true},
     {"epochs", 'e', true},      {"batch", 'b', true},     {"lr", 0, true},
@@ -371,6 +368,8 @@ static int train_main(int argc, char **argv) {
                test.n);
         printf("trained %" PRId64 " steps in %.1fs (%.0f samples/s); wrote %s\n", res.steps,
                res.seconds, res.samples_per_sec, out);
+        if (res.resumed)
+            printf("resumed from %s at step %" PRId64 "\n", ckpt, res.resumed_step);
     }
 done:
     free(prog.epochs);
