@@ -15,5 +15,9 @@
 #include "mopt/util.h"
 #include "mopt/qmath.h"
 #include "mopt/quantize.h"
+#include "mopt/train.h"
+#include "mopt/sparsity.h"
+#include "mopt/cluster.h"
+#include "mopt/report.h"
 
 #endif
