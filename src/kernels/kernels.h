@@ -137,4 +137,114 @@ void mopt_f32_dwconv(const mopt_conv_geom *g, mopt_f32_dwconv_fn fn, const float
                      const float *w, const float *bias, float *out, float vmin, float vmax,
                      int num_threads);
 
+
+/* ---- int8 GEMM / depthwise micro-kernels (kernels/qgemm.c, x86/qs8_*.c) ----
+ *
+ * Integer results do not depend on the order of additions when the sums are
+ * taken modulo 2^32, and that is exactly what TFLite's int32 accumulators
+ * produce (two's-complement wrap). So the int8 kernels may reorder, split
+ * and vectorize freely: every variant returns the same int32 accumulators
+ * as the reference loops of src/ops/q_conv.c / q_fc.c, bit for bit. The
+ * zero points are folded into a per-column init value at prepare time:
+ *   sum_k w[k] * (x[k] + in_off) = sum_k w[k] * x[k] + in_off * sum_k w[k]
+ * (padded taps hold the input zero point, so they contribute 0 on the left
+ * and in_zp * w on the right, which the fold cancels). Kernels that read
+ * activations as unsigned bytes (VNNI vpdpbusd: u8 x s8) see x + 128 and
+ * add 128 * sum w; their init uses in_off - 128 instead (u8_input = 1). */
+
+/* Packed int8 weights, for tile width nr and depth kp (a multiple of 4):
+ * panel p = nr int32 init values, then kp/4 groups of nr*4 bytes where
+ * group q holds, for column j, w[p*nr + j][4q .. 4q+3] (zeros past the real
+ * depth and columns). */
+size_t mopt_qs8_gemm_packed_bytes(size_t n, size_t kp, int nr);
+static inline size_t mopt_qs8_round_k(size_t k) { return (k + 3) & ~(size_t)3; }
+/* w: [n][k] row-major int8; init: n int32 (already including bias and the
+ * zero-point fold for the kernel's u8_input). */
+void mopt_qs8_gemm_pack(size_t n, size_t k, size_t kp, int nr, const int8_t *w,
+                        const int32_t *init, int8_t *packed);
+
+/* C[r][j] = init[j] + sum_{k < kp} A[r][k] * W[k][j]  (mod 2^32), r < mr,
+ * j < nr (all nr columns are written; c has room for them).
+ * a: row r at a + r * a_stride, kp readable bytes each; rows r >= mr are
+ * not read. w: one packed panel. */
+typedef void (*mopt_qs8_gemm_fn)(size_t mr, size_t kp, const int8_t *a, size_t a_stride,
+                                 const int8_t *w, int32_t *c, size_t c_stride);
+
+typedef struct mopt_qs8_gemm_ukernel {
+    const char *name; /* e.g. "qs8_gemm_8x16c4__avx512vnni" */
+    int mr, nr;
+    int u8_input; /* 1: computes with x + 128 (see above) */
+    mopt_qs8_gemm_fn fn;
+} mopt_qs8_gemm_ukernel;
+
+/* Depthwise (multiplier 1) int8 accumulators for one output pixel:
+ *   acc[c] = init[c] + sum_t in_t[c] * w[t * cp + c]   (mod 2^32), c < channels
+ * in: ks pointers to `channels` int8 (padded taps point at a row of the
+ * input zero point); w: int16 [ks][cp], cp = channels rounded up to 16;
+ * init: int32 [cp]. Products |x * w| <= 2^14 are exact in int16. */
+typedef void (*mopt_qs8_dw_fn)(size_t channels, size_t ks, const int8_t *const *in,
+                               const int16_t *w, const int32_t *init, int32_t *acc);
+
+/* Requantization of int32 accumulators to int8, per output column c:
+ *   MOPT_QS8_RQ_MBQM:   v = MultiplyByQuantizedMultiplier of the default
+ *                       TFLite build (gemmlowp double rounding, exactly
+ *                       mopt_mbqm_double(acc, mult[c], left[c] - right[c]))
+ *                       with left = max(shift, 0), right = max(-shift, 0),
+ *                       both in [0, 31];
+ *   MOPT_QS8_RQ_DROUND: v = round_half_away((double)acc * scale[c]),
+ *                       saturated to int32;
+ * then y = clamp(v + out_off, lo, hi) (lo, hi within int8). */
+enum { MOPT_QS8_RQ_MBQM = 0, MOPT_QS8_RQ_DROUND = 1 };
+typedef struct mopt_qs8_rq {
+    int method;
+    const int32_t *mult, *left, *right; /* MBQM, per column */
+    const double *scale;                /* DROUND, per column */
+    int32_t out_off, lo, hi;
+} mopt_qs8_rq;
+/* y[i] = requant(acc[i]) with the constants of column col0 + i, i < n. */
+typedef void (*mopt_qs8_requant_fn)(size_t n, const int32_t *acc, const mopt_qs8_rq *p,
+                                    size_t col0, int8_t *y);
+/* One element (the reference every variant matches; also their tails). */
+int8_t mopt_qs8_requant1(int32_t acc, const mopt_qs8_rq *p, size_t c);
+
+typedef struct mopt_qs8_isa {
+    const char *name; /* "ref", "avx2", "avx512vnni" */
+    mopt_qs8_gemm_ukernel gemm, gemm_row;
+    mopt_qs8_dw_fn dw;
+    mopt_qs8_requant_fn requant;
+} mopt_qs8_isa;
+
+extern const mopt_qs8_isa mopt_qs8_isa_ref;
+extern const mopt_qs8_isa mopt_qs8_isa_avx2;
+extern const mopt_qs8_isa mopt_qs8_isa_avx512vnni;
+
+/* The int8 kernels for a float ISA level: ref -> ref, avx2 -> avx2,
+ * avx512 -> avx512vnni when the CPU has AVX512-VNNI/BW (else avx2). NULL
+ * means the best level. */
+const mopt_qs8_isa *mopt_qs8_isa_for(const mopt_isa *isa);
+/* All int8 levels this CPU supports, best last; returns the count. */
+int mopt_qs8_isa_supported(const mopt_qs8_isa **out, int max);
+
+/* A whole int8 GEMM over m rows (output pixels / FC rows), n columns:
+ * rows come from the im2col of a convolution (or the input rows directly),
+ * results go to finish() one tile at a time. */
+typedef struct mopt_qs8_gemm_job {
+    const mopt_qs8_gemm_ukernel *uk;
+    const mopt_conv_geom *g; /* FC: batch = rows, in/out 1x1, k 1x1 */
+    const int8_t *in;
+    int8_t pad_value; /* input zero point: value of padded taps */
+    size_t m, n, k, kp;
+    int direct; /* A row r is in + r * k (k == kp, 1x1, stride 1, no pad) */
+    const int8_t *packed;
+    /* Called with the int32 accumulators of rows [row0, row0 + rows) and
+     * columns [col0, col0 + cols): acc[r * acc_stride + c]. */
+    void (*finish)(void *arg, size_t row0, size_t rows, size_t col0, size_t cols,
+                   const int32_t *acc, size_t acc_stride);
+    void *finish_arg;
+} mopt_qs8_gemm_job;
+
+/* Scratch bytes run_gemm needs for num_threads threads. */
+size_t mopt_qs8_gemm_scratch(const mopt_qs8_gemm_job *j, int num_threads);
+void mopt_qs8_gemm_run(const mopt_qs8_gemm_job *j, void *scratch, int num_threads);
+
 #endif

@@ -2,6 +2,7 @@
  * requantization methods, activation ranges, dtype predicates, and the
  * hybrid kernels' run-time input quantization. */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "ops/q_ops.h"
@@ -237,4 +238,72 @@ void mopt_q_asymmetric_quantize_row(const float *x, size_t n, int8_t *q, float *
         int64_t v = (int64_t)f2i(roundf(x[i] * inv)) + zp;
         q[i] = (int8_t)(v < -128 ? -128 : (v > 127 ? 127 : v));
     }
+}
+
+/* ---- fast int8 paths ---- */
+
+void mopt_q_finish_i8(void *arg, size_t row0, size_t rows, size_t col0, size_t cols,
+                      const int32_t *acc, size_t acc_stride) {
+    const mopt_q_out8 *o = arg;
+    if (o->rq) {
+        for (size_t r = 0; r < rows; r++)
+            o->rqfn(cols, acc + r * acc_stride, o->rq, col0,
+                    o->y + (row0 + r) * o->y_stride + col0);
+        return;
+    }
+    /* The method switch is hoisted out of the element loop; each case is
+     * the same expression mopt_q_requant evaluates. */
+    for (size_t r = 0; r < rows; r++) {
+        const int32_t *a = acc + r * acc_stride;
+        int8_t *y = o->y + (row0 + r) * o->y_stride + col0;
+        const mopt_q_chan *ch = o->ch + col0;
+        for (size_t c = 0; c < cols; c++) {
+            int32_t v;
+            switch (o->method) {
+            case MOPT_QM_MBQM_DOUBLE: v = mopt_mbqm_double(a[c], ch[c].mult, ch[c].shift); break;
+            case MOPT_QM_DOUBLE_ROUND: v = sat32(round((double)a[c] * ch[c].dscale)); break;
+            default: v = mopt_q_requant(a[c], &ch[c], o->method); break;
+            }
+            int64_t q = (int64_t)v + o->out_off;
+            y[c] = (int8_t)(q > o->hi ? o->hi : (q < o->lo ? o->lo : (int32_t)q));
+        }
+    }
+}
+
+void mopt_q_fold_init(size_t n, size_t k, const int8_t *w, size_t stride_c, size_t stride_k,
+                      const int64_t *bias, int32_t in_off, int u8_input, int32_t *init) {
+    int64_t off = (int64_t)in_off - (u8_input ? 128 : 0);
+    for (size_t c = 0; c < n; c++) {
+        int64_t sw = 0;
+        for (size_t i = 0; i < k; i++) sw += w[c * stride_c + i * stride_k];
+        /* |bias| < 2^63 as int64 from int32; the product is < 2^32: the sum
+         * is taken modulo 2^64 (unsigned) and wrapped to int32, the same
+         * residue as the reference's int32 arithmetic. */
+        init[c] = mopt_q_wrap32((int64_t)((uint64_t)bias[c] + (uint64_t)(off * sw)));
+    }
+}
+
+int mopt_q_fastrq_init(mopt_q_fastrq *f, const mopt_q_chan *ch, size_t n, mopt_q_method m,
+                       int32_t out_off, int32_t lo, int32_t hi) {
+    memset(f, 0, sizeof *f);
+    if (m != MOPT_QM_MBQM_DOUBLE && m != MOPT_QM_DOUBLE_ROUND) return 0;
+    if (m == MOPT_QM_MBQM_DOUBLE)
+        for (size_t c = 0; c < n; c++)
+            if (ch[c].shift < -31 || ch[c].shift > 30) return 0;
+    /* doubles first (alignment), then mult, left, right */
+    char *mem = malloc(n * (sizeof(double) + 3 * sizeof(int32_t)) + 1);
+    if (!mem) return -1;
+    double *scale = (double *)(void *)mem;
+    int32_t *mult = (int32_t *)(void *)(mem + n * sizeof(double));
+    int32_t *left = mult + n, *right = left + n;
+    for (size_t c = 0; c < n; c++) {
+        scale[c] = ch[c].dscale;
+        mult[c] = ch[c].mult;
+        left[c] = ch[c].shift > 0 ? ch[c].shift : 0;
+        right[c] = ch[c].shift > 0 ? 0 : -ch[c].shift;
+    }
+    f->mem = mem;
+    f->rq = (mopt_qs8_rq){m == MOPT_QM_DOUBLE_ROUND ? MOPT_QS8_RQ_DROUND : MOPT_QS8_RQ_MBQM,
+                          mult, left, right, scale, out_off, lo, hi};
+    return 1;
 }

@@ -11,6 +11,7 @@
  * filter scale is broadcast, as PopulateConvolutionQuantizationParams does).
  * The 16x8 DEPTHWISE reference ignores both zero points, which the int16
  * spec fixes at 0: non-zero ones are refused. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -25,13 +26,34 @@ typedef struct qconv_state {
     mopt_q_method method;
     mopt_q_chan *ch; /* out_c */
     int64_t *bias;   /* out_c (zeros when absent) */
+    /* Fast int8 paths (kernels/qgemm.c): FAST_GEMM for regular
+     * convolutions, FAST_DW for depthwise with multiplier 1. */
+    int fast;
+    mopt_qs8_gemm_job job; /* FAST_GEMM: in / finish_arg set per eval */
+    mopt_conv_geom geom;
+    int8_t *packed;  /* FAST_GEMM */
+    int16_t *dw_w;   /* FAST_DW: [ks][cp] */
+    int32_t *dw_init; /* FAST_DW: [cp] */
+    int8_t *zero_row; /* FAST_DW: in_c bytes of the input zero point */
+    mopt_qs8_dw_fn dw_fn;
+    size_t dw_per_thread;
+    mopt_q_fastrq frq;
+    const mopt_qs8_isa *qisa;
+    char name[96];
 } qconv_state;
+
+enum { FAST_NONE = 0, FAST_GEMM, FAST_DW };
 
 static void qconv_free(void *p) {
     qconv_state *s = p;
     if (!s) return;
     free(s->ch);
     free(s->bias);
+    free(s->packed);
+    free(s->dw_w);
+    free(s->dw_init);
+    free(s->zero_row);
+    free(s->frq.mem);
     free(s);
 }
 
@@ -95,8 +117,8 @@ mopt_status mopt_q_prepare_channels(const mopt_kernel_ctx *ctx, int n, int axis,
     return MOPT_OK;
 }
 
-static mopt_status qconv_prepare(const mopt_kernel_ctx *ctx, mopt_kernel_plan *plan,
-                                 mopt_error *err) {
+static mopt_status qconv_prepare_ref(const mopt_kernel_ctx *ctx, mopt_kernel_plan *plan,
+                                     mopt_error *err) {
     qconv_state *s = calloc(1, sizeof *s);
     if (!s) return mopt_op_fail(ctx, err, MOPT_ERR_NOMEM, "out of memory");
     plan->state = s;
@@ -169,6 +191,96 @@ static mopt_status qconv_prepare(const mopt_kernel_ctx *ctx, mopt_kernel_plan *p
                        : (s->wide ? "conv2d_i16x8_ref" : "conv2d_i8_ref");
     return mopt_q_prepare_channels(ctx, s->out_c, s->dw ? 3 : 0, 2, s->method, in_s, out_s, &s->ch, &s->bias,
                                    err);
+}
+
+static size_t align64(size_t v) { return (v + 63) & ~(size_t)63; }
+
+/* Packs the filter for the int8 GEMM: w [OC][KH][KW][IC] is already the
+ * GEMM's [n][k] with k = KH*KW*IC in im2col order. */
+static mopt_status prepare_gemm(const mopt_kernel_ctx *ctx, qconv_state *s,
+                                const mopt_qs8_isa *qi, mopt_kernel_plan *plan, mopt_error *err) {
+    const int8_t *w = mopt_ctx_in(ctx, 1);
+    mopt_conv_geom *g = &s->geom;
+    size_t m = (size_t)s->batch * (size_t)s->out_h * (size_t)s->out_w;
+    const mopt_qs8_gemm_ukernel *uk = m * 2 <= (size_t)qi->gemm.mr ? &qi->gemm_row : &qi->gemm;
+    size_t n = (size_t)s->out_c, k = (size_t)s->k_h * (size_t)s->k_w * (size_t)s->in_c;
+    size_t kp = mopt_qs8_round_k(k);
+    int32_t *init = malloc(n * sizeof *init);
+    s->packed = malloc(mopt_qs8_gemm_packed_bytes(n, kp, uk->nr));
+    if (!init || !s->packed) {
+        free(init);
+        return mopt_op_fail(ctx, err, MOPT_ERR_NOMEM, "out of memory");
+    }
+    mopt_q_fold_init(n, k, w, k, 1, s->bias, s->in_off, uk->u8_input, init);
+    mopt_qs8_gemm_pack(n, k, kp, uk->nr, w, init, s->packed);
+    free(init);
+    mopt_qs8_gemm_job *j = &s->job;
+    j->uk = uk;
+    j->g = g;
+    j->pad_value = (int8_t)(-s->in_off);
+    j->m = m;
+    j->n = n;
+    j->k = k;
+    j->kp = kp;
+    /* 1x1, stride 1, no padding, depth a multiple of 4: the input pixels
+     * are the GEMM rows as they are. */
+    j->direct = s->k_h == 1 && s->k_w == 1 && s->s_h == 1 && s->s_w == 1 && s->pad_t == 0 &&
+                s->pad_l == 0 && s->out_h == s->in_h && s->out_w == s->in_w && k == kp;
+    j->packed = s->packed;
+    j->finish = mopt_q_finish_i8;
+    plan->scratch_bytes = mopt_qs8_gemm_scratch(j, ctx->num_threads);
+    snprintf(s->name, sizeof s->name, "conv2d_i8_gemm/%s", uk->name);
+    return MOPT_OK;
+}
+
+/* Depthwise multiplier 1: int16 weights [ks][cp] and folded init. */
+static mopt_status prepare_dw(const mopt_kernel_ctx *ctx, qconv_state *s,
+                              const mopt_qs8_isa *qi, mopt_kernel_plan *plan, mopt_error *err) {
+    const int8_t *w = mopt_ctx_in(ctx, 1);
+    size_t c = (size_t)s->out_c, cp = (c + 15) & ~(size_t)15;
+    size_t ks = (size_t)s->k_h * (size_t)s->k_w;
+    s->dw_w = calloc(ks * cp + 1, sizeof *s->dw_w); /* + 1: a 0-tap filter */
+    s->dw_init = calloc(cp, sizeof *s->dw_init);
+    s->zero_row = malloc(c);
+    if (!s->dw_w || !s->dw_init || !s->zero_row)
+        return mopt_op_fail(ctx, err, MOPT_ERR_NOMEM, "out of memory");
+    for (size_t t = 0; t < ks; t++)
+        for (size_t i = 0; i < c; i++) s->dw_w[t * cp + i] = w[t * c + i];
+    /* Filter [1][KH][KW][C]: channel i's taps are w[t * c + i]. */
+    mopt_q_fold_init(c, ks, w, 1, c, s->bias, s->in_off, 0, s->dw_init);
+    memset(s->zero_row, (int8_t)(-s->in_off), c);
+    s->dw_fn = qi->dw;
+    s->dw_per_thread = align64(ks * sizeof(const int8_t *)) + align64(cp * sizeof(int32_t));
+    plan->scratch_bytes = s->dw_per_thread * (size_t)(ctx->num_threads < 1 ? 1 : ctx->num_threads);
+    snprintf(s->name, sizeof s->name, "depthwise_conv2d_i8/%s", qi->name);
+    return MOPT_OK;
+}
+
+static mopt_status qconv_prepare(const mopt_kernel_ctx *ctx, mopt_kernel_plan *plan,
+                                 mopt_error *err) {
+    mopt_status st = qconv_prepare_ref(ctx, plan, err);
+    qconv_state *s = plan->state;
+    if (st != MOPT_OK || s->wide) return st;
+    const mopt_qs8_isa *qi = mopt_qs8_isa_for(ctx->isa);
+    mopt_conv_geom *g = &s->geom;
+    *g = (mopt_conv_geom){s->batch, s->in_h, s->in_w, s->in_c, s->out_h, s->out_w, s->out_c,
+                          s->k_h,   s->k_w,  s->s_h,  s->s_w,  s->d_h,   s->d_w,   s->pad_t,
+                          s->pad_l};
+    if (!s->dw && s->groups == 1) {
+        s->fast = FAST_GEMM;
+        st = prepare_gemm(ctx, s, qi, plan, err);
+    } else if (s->dw && s->mult == 1) {
+        s->fast = FAST_DW;
+        st = prepare_dw(ctx, s, qi, plan, err);
+    }
+    if (st == MOPT_OK && s->fast) {
+        plan->name = s->name;
+        s->qisa = qi;
+        if (mopt_q_fastrq_init(&s->frq, s->ch, (size_t)s->out_c, s->method, s->out_off, s->lo,
+                               s->hi) < 0)
+            return mopt_op_fail(ctx, err, MOPT_ERR_NOMEM, "out of memory");
+    }
+    return st;
 }
 
 typedef struct qconv_job {
@@ -302,11 +414,73 @@ static void qconv_range(void *arg, int tid, size_t begin, size_t end) {
     }
 }
 
+typedef struct qdw_job {
+    const qconv_state *s;
+    const int8_t *x;
+    int8_t *y;
+    char *scratch;
+} qdw_job;
+
+static void qdw_range(void *arg, int tid, size_t begin, size_t end) {
+    const qdw_job *j = arg;
+    const qconv_state *s = j->s;
+    const int8_t **ind = (const int8_t **)(void *)(j->scratch + (size_t)tid * s->dw_per_thread);
+    size_t ks = (size_t)s->k_h * (size_t)s->k_w, c = (size_t)s->out_c;
+    int32_t *acc = (int32_t *)(void *)(j->scratch + (size_t)tid * s->dw_per_thread +
+                                       align64(ks * sizeof *ind));
+    mopt_q_out8 o = {s->ch, s->method, s->out_off, s->lo, s->hi, NULL, c,
+                     s->frq.mem ? &s->frq.rq : NULL, s->qisa->requant};
+    for (size_t r = begin; r < end; r++) {
+        size_t b = r / (size_t)s->out_h;
+        int32_t oy = (int32_t)(r % (size_t)s->out_h), y0 = oy * s->s_h - s->pad_t;
+        for (int32_t ox = 0; ox < s->out_w; ox++) {
+            int32_t x0 = ox * s->s_w - s->pad_l;
+            size_t t = 0;
+            for (int32_t ky = 0; ky < s->k_h; ky++) {
+                int32_t iy = y0 + s->d_h * ky;
+                for (int32_t kx = 0; kx < s->k_w; kx++, t++) {
+                    int32_t ix = x0 + s->d_w * kx;
+                    ind[t] = (iy < 0 || iy >= s->in_h || ix < 0 || ix >= s->in_w)
+                                 ? s->zero_row
+                                 : j->x + ((b * (size_t)s->in_h + (size_t)iy) * (size_t)s->in_w +
+                                           (size_t)ix) *
+                                              c;
+                }
+            }
+            s->dw_fn(c, ks, ind, s->dw_w, s->dw_init, acc);
+            o.y = j->y + (r * (size_t)s->out_w + (size_t)ox) * c;
+            mopt_q_finish_i8(&o, 0, 1, 0, c, acc, c);
+        }
+    }
+}
+
 static mopt_status qconv_eval(const mopt_kernel_ctx *ctx, void *state, void *scratch,
                               mopt_error *err) {
-    (void)scratch;
     (void)err;
     const qconv_state *s = state;
+    if (s->fast == FAST_GEMM) {
+        mopt_qs8_gemm_job j = s->job;
+        mopt_q_out8 o = {s->ch,
+                         s->method,
+                         s->out_off,
+                         s->lo,
+                         s->hi,
+                         mopt_ctx_out(ctx, 0),
+                         (size_t)s->out_c,
+                         s->frq.mem ? &s->frq.rq : NULL,
+                         s->qisa->requant};
+        j.in = mopt_ctx_in(ctx, 0);
+        j.finish_arg = &o;
+        mopt_qs8_gemm_run(&j, scratch, ctx->num_threads);
+        return MOPT_OK;
+    }
+    if (s->fast == FAST_DW) {
+        qdw_job j = {s, mopt_ctx_in(ctx, 0), mopt_ctx_out(ctx, 0), scratch};
+        size_t rows = (size_t)s->batch * (size_t)s->out_h;
+        double work = (double)rows * (double)s->out_w * (double)s->out_c * s->k_h * s->k_w;
+        mopt_parallel_for(work < 2e5 ? 1 : ctx->num_threads, rows, qdw_range, &j);
+        return MOPT_OK;
+    }
     qconv_job j = {s, mopt_ctx_in(ctx, 0), mopt_ctx_in(ctx, 1), mopt_ctx_out(ctx, 0)};
     size_t rows = (size_t)s->batch * (size_t)s->out_h;
     mopt_parallel_for(ctx->num_threads, rows, qconv_range, &j);
@@ -323,3 +497,12 @@ const mopt_kernel mopt_q_conv_kernels[] = {
      qconv_eval, qconv_free, 0},
 };
 const size_t mopt_q_conv_kernels_n = sizeof mopt_q_conv_kernels / sizeof mopt_q_conv_kernels[0];
+
+const mopt_kernel mopt_q_conv_ref_kernels[] = {
+    {MOPT_OP_CONV_2D, "conv2d_i8_ref", match_conv8, qconv_prepare_ref, qconv_eval, qconv_free,
+     0},
+    {MOPT_OP_DEPTHWISE_CONV_2D, "depthwise_conv2d_i8_ref", match_conv8, qconv_prepare_ref,
+     qconv_eval, qconv_free, 0},
+};
+const size_t mopt_q_conv_ref_kernels_n =
+    sizeof mopt_q_conv_ref_kernels / sizeof mopt_q_conv_ref_kernels[0];

@@ -8,6 +8,7 @@
  * int64, or int32 when the bias is int32 (the reference's BiasType). The
  * requantization of the pinned oracle's reference path is a double multiply
  * rounded half away from zero (mopt_q_method_for), not gemmlowp's. */
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "ops/q_ops.h"
@@ -19,6 +20,15 @@ typedef struct qfc_state {
     mopt_q_method method;
     mopt_q_chan *ch; /* units */
     int64_t *bias;   /* units */
+    /* Fast int8 path (kernels/qgemm.c): packed weights, GEMM rows are the
+     * input rows (copied and padded when depth is not a multiple of 4). */
+    int fast;
+    mopt_conv_geom geom;
+    mopt_qs8_gemm_job job;
+    int8_t *packed;
+    mopt_q_fastrq frq;
+    const mopt_qs8_isa *qisa;
+    char name[96];
 } qfc_state;
 
 static void qfc_free(void *p) {
@@ -26,6 +36,8 @@ static void qfc_free(void *p) {
     if (!s) return;
     free(s->ch);
     free(s->bias);
+    free(s->packed);
+    free(s->frq.mem);
     free(s);
 }
 
@@ -45,8 +57,8 @@ static bool match_fc16(const mopt_graph *g, const mopt_op *op) {
            (bi < 0 || g->tensors[bi].dtype == MOPT_INT64 || g->tensors[bi].dtype == MOPT_INT32);
 }
 
-static mopt_status qfc_prepare(const mopt_kernel_ctx *ctx, mopt_kernel_plan *plan,
-                               mopt_error *err) {
+static mopt_status qfc_prepare_ref(const mopt_kernel_ctx *ctx, mopt_kernel_plan *plan,
+                                   mopt_error *err) {
     qfc_state *s = calloc(1, sizeof *s);
     if (!s) return mopt_op_fail(ctx, err, MOPT_ERR_NOMEM, "out of memory");
     plan->state = s;
@@ -89,6 +101,52 @@ static mopt_status qfc_prepare(const mopt_kernel_ctx *ctx, mopt_kernel_plan *pla
                                    &s->bias, err);
 }
 
+static mopt_status qfc_prepare(const mopt_kernel_ctx *ctx, mopt_kernel_plan *plan,
+                               mopt_error *err) {
+    mopt_status st = qfc_prepare_ref(ctx, plan, err);
+    qfc_state *s = plan->state;
+    /* Per-tensor weights with a zero point would need a per-row input sum
+     * term; converters never produce them for int8, so they keep the
+     * reference loops. */
+    if (st != MOPT_OK || s->wide || s->w_off != 0) return st;
+    const mopt_qs8_isa *qi = mopt_qs8_isa_for(ctx->isa);
+    const mopt_qs8_gemm_ukernel *uk =
+        s->rows * 2 <= (size_t)qi->gemm.mr ? &qi->gemm_row : &qi->gemm;
+    const int8_t *w = mopt_ctx_in(ctx, 1);
+    size_t n = s->units, k = s->depth, kp = mopt_qs8_round_k(k);
+    int32_t *init = malloc(n * sizeof *init);
+    s->packed = malloc(mopt_qs8_gemm_packed_bytes(n, kp, uk->nr));
+    if (!init || !s->packed) {
+        free(init);
+        return mopt_op_fail(ctx, err, MOPT_ERR_NOMEM, "out of memory");
+    }
+    mopt_q_fold_init(n, k, w, k, 1, s->bias, s->in_off, uk->u8_input, init);
+    mopt_qs8_gemm_pack(n, k, kp, uk->nr, w, init, s->packed);
+    free(init);
+    /* FC as a 1x1 convolution over a [rows, 1, 1, depth] image. */
+    s->geom = (mopt_conv_geom){(int32_t)s->rows, 1, 1, (int32_t)k, 1, 1, (int32_t)n,
+                               1, 1, 1, 1, 1, 1, 0, 0};
+    mopt_qs8_gemm_job *j = &s->job;
+    j->uk = uk;
+    j->g = &s->geom;
+    j->pad_value = 0;
+    j->m = s->rows;
+    j->n = n;
+    j->k = k;
+    j->kp = kp;
+    j->direct = k == kp;
+    j->packed = s->packed;
+    j->finish = mopt_q_finish_i8;
+    plan->scratch_bytes = mopt_qs8_gemm_scratch(j, ctx->num_threads);
+    s->fast = 1;
+    s->qisa = qi;
+    if (mopt_q_fastrq_init(&s->frq, s->ch, n, s->method, s->out_off, s->lo, s->hi) < 0)
+        return mopt_op_fail(ctx, err, MOPT_ERR_NOMEM, "out of memory");
+    snprintf(s->name, sizeof s->name, "fully_connected_i8_gemm/%s", uk->name);
+    plan->name = s->name;
+    return MOPT_OK;
+}
+
 typedef struct qfc_job {
     const qfc_state *s;
     const void *x;
@@ -128,9 +186,19 @@ static void qfc_range(void *arg, int tid, size_t begin, size_t end) {
 
 static mopt_status qfc_eval(const mopt_kernel_ctx *ctx, void *state, void *scratch,
                             mopt_error *err) {
-    (void)scratch;
     (void)err;
     const qfc_state *s = state;
+    if (s->fast) {
+        mopt_qs8_gemm_job gj = s->job;
+        mopt_q_out8 o = {s->ch,         s->method, s->out_off,
+                         s->lo,         s->hi,     mopt_ctx_out(ctx, 0),
+                         s->units,      s->frq.mem ? &s->frq.rq : NULL,
+                         s->qisa->requant};
+        gj.in = mopt_ctx_in(ctx, 0);
+        gj.finish_arg = &o;
+        mopt_qs8_gemm_run(&gj, scratch, ctx->num_threads);
+        return MOPT_OK;
+    }
     qfc_job j = {s, mopt_ctx_in(ctx, 0), mopt_ctx_in(ctx, 1), mopt_ctx_out(ctx, 0)};
     size_t n = s->rows * s->units;
     int threads = n * s->depth < (1u << 16) ? 1 : ctx->num_threads;
@@ -145,3 +213,9 @@ const mopt_kernel mopt_q_fc_kernels[] = {
      qfc_free, 0},
 };
 const size_t mopt_q_fc_kernels_n = sizeof mopt_q_fc_kernels / sizeof mopt_q_fc_kernels[0];
+
+const mopt_kernel mopt_q_fc_ref_kernels[] = {
+    {MOPT_OP_FULLY_CONNECTED, "fully_connected_i8_ref", match_fc8, qfc_prepare_ref, qfc_eval,
+     qfc_free, 0},
+};
+const size_t mopt_q_fc_ref_kernels_n = sizeof mopt_q_fc_ref_kernels / sizeof mopt_q_fc_ref_kernels[0];

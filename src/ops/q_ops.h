@@ -137,4 +137,54 @@ void mopt_q_symmetric_quantize_row(const float *x, size_t n, int8_t *q, float *s
 void mopt_q_asymmetric_quantize_row(const float *x, size_t n, int8_t *q, float *scale,
                                     int32_t *offset);
 
+
+/* ---- fast int8 paths (q_conv.c, q_fc.c over kernels/qgemm.c) ----
+ *
+ * The registered CONV_2D / DEPTHWISE / FULLY_CONNECTED int8 kernels run the
+ * packed GEMM / vectorized depthwise micro-kernels where they apply and
+ * the reference loops otherwise. These tables always run the reference
+ * loops: the unit tests compare the two (never registered). */
+extern const mopt_kernel mopt_q_conv_ref_kernels[];
+extern const size_t mopt_q_conv_ref_kernels_n;
+extern const mopt_kernel mopt_q_fc_ref_kernels[];
+extern const size_t mopt_q_fc_ref_kernels_n;
+
+/* Where requantized int8 results of a GEMM go: output [rows][y_stride],
+ * per-column constants ch[col]. */
+typedef struct mopt_q_out8 {
+    const mopt_q_chan *ch;
+    mopt_q_method method;
+    int32_t out_off, lo, hi;
+    int8_t *y;
+    size_t y_stride;
+    /* Vectorized requantization (NULL: the scalar loop). */
+    const mopt_qs8_rq *rq;
+    mopt_qs8_requant_fn rqfn;
+} mopt_q_out8;
+
+/* Per-column constants of the vectorized requantization, for the methods
+ * it covers (MBQM_DOUBLE with shifts in [-31, 30], DOUBLE_ROUND). */
+typedef struct mopt_q_fastrq {
+    mopt_qs8_rq rq;
+    void *mem; /* owned */
+} mopt_q_fastrq;
+
+/* Fills f for n columns; returns 1 if the method is covered, 0 if not (f
+ * unused, the scalar loop applies), -1 if out of memory. */
+int mopt_q_fastrq_init(mopt_q_fastrq *f, const mopt_q_chan *ch, size_t n, mopt_q_method m,
+                       int32_t out_off, int32_t lo, int32_t hi);
+
+/* mopt_qs8_gemm_job.finish for int8 outputs (arg: a mopt_q_out8): the
+ * int32 accumulators (bias and zero points already folded in) requantized
+ * exactly as the reference loops do: requant, + out_off, clamp. */
+void mopt_q_finish_i8(void *arg, size_t row0, size_t rows, size_t col0, size_t cols,
+                      const int32_t *acc, size_t acc_stride);
+
+/* The init values of the packed GEMM / depthwise weights: for output
+ * channel c, bias[c] + (in_off - (u8_input ? 128 : 0)) * sum_k w[c][k],
+ * wrapped to int32 like the reference's int32 sums. w is [n][k]
+ * (stride_c between channels, stride_k between taps). */
+void mopt_q_fold_init(size_t n, size_t k, const int8_t *w, size_t stride_c, size_t stride_k,
+                      const int64_t *bias, int32_t in_off, int u8_input, int32_t *init);
+
 #endif
