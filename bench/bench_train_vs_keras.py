@@ -3,7 +3,15 @@
 data and two cores, in one run.
 
     python3 bench/bench_train_vs_keras.py --mopt build/mopt [--arch cnn] [--batch 64]
-           [--samples 12000] [--threads 2] [--json out.json]
+           [--samples 12000] [--threads 2] [--repeat 1] [--json out.json]
+
+--batch and --threads take comma-separated lists (e.g. --batch 32,64,128
+--threads 1,2): every combination is measured, mopt then Keras back to back
+(the same minute, so background load hits both alike), --repeat times, and
+the table shows each run plus, per combination, the median speed-up.
+
+Needs (tests/requirements-fixtures.txt, `scripts/setup.sh --tf` makes the
+venv .venv-tf): tensorflow-cpu 2.21 (Keras 3), numpy; mopt built.
 
 The architecture is mopt's built-in spec (printed by `mopt train --summary`
 is not needed: the spec is parsed here and rebuilt layer by layer in Keras:
@@ -73,10 +81,16 @@ def load_fashion(n):
     return x.astype("float32") / 255.0, y.astype("int32")
 
 
+_TF_THREADS = None
+
+
 def run_keras(spec, batch, n, threads):
+    global _TF_THREADS
     import tensorflow as tf
-    tf.config.threading.set_intra_op_parallelism_threads(threads)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
+    if _TF_THREADS is None:  # settable once per process, before TF starts
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+        _TF_THREADS = threads
     import keras
     x, y = load_fashion(n)
     model = keras_model(spec)
@@ -102,24 +116,53 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--mopt", required=True)
     ap.add_argument("--arch", default="cnn", choices=sorted(SPECS))
-    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--batch", default="64", help="batch size(s), comma-separated")
     ap.add_argument("--samples", type=int, default=12000)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", default="2", help="thread count(s), comma-separated")
+    ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--json")
     a = ap.parse_args()
     if "OPENBLAS_CORETYPE" not in os.environ:
         os.environ["OPENBLAS_CORETYPE"] = "SkylakeX"
-    m = run_mopt(a.mopt, a.arch, a.batch, a.samples, a.threads)
-    k = run_keras(SPECS[a.arch], a.batch, a.samples, a.threads)
-    res = {"arch": a.arch, "batch": a.batch, "samples": a.samples, "threads": a.threads,
-           "mopt_samples_per_sec": round(m, 1), "keras_samples_per_sec": round(k, 1),
-           "speedup": round(m / k, 2)}
-    print(f"| arch | batch | threads | mopt samples/s | Keras samples/s | speed-up |")
-    print(f"|---|---|---|---|---|---|")
-    print(f"| {a.arch} | {a.batch} | {a.threads} | {m:.0f} | {k:.0f} | {m / k:.2f}x |")
+    batches = [int(b) for b in a.batch.split(",")]
+    threads = [int(t) for t in a.threads.split(",")]
+    if len(threads) > 1:
+        # TensorFlow fixes its thread pools once per process: one Keras
+        # process per thread count (this script re-run with --threads T)
+        res = []
+        for t in threads:
+            with tempfile.NamedTemporaryFile(suffix=".json") as f:
+                cmd = [sys.executable, __file__, "--mopt", a.mopt, "--arch", a.arch,
+                       "--batch", a.batch, "--samples", str(a.samples), "--threads", str(t),
+                       "--repeat", str(a.repeat), "--json", f.name]
+                subprocess.run(cmd, check=True)
+                res += json.load(open(f.name))
+        if a.json:
+            with open(a.json, "w") as f:
+                json.dump(res, f, indent=2)
+        return 0
+    t = threads[0]
+    res = []
+    print(f"| arch | batch | threads | run | mopt samples/s | Keras samples/s | speed-up |")
+    print(f"|---|---|---|---|---|---|---|")
+    for rep in range(a.repeat):
+        for b in batches:
+            m = run_mopt(a.mopt, a.arch, b, a.samples, t)
+            k = run_keras(SPECS[a.arch], b, a.samples, t)
+            res.append({"arch": a.arch, "batch": b, "samples": a.samples, "threads": t,
+                        "run": rep + 1, "mopt_samples_per_sec": round(m, 1),
+                        "keras_samples_per_sec": round(k, 1), "speedup": round(m / k, 2)})
+            print(f"| {a.arch} | {b} | {t} | {rep + 1} | {m:.0f} | {k:.0f} | {m / k:.2f}x |",
+                  flush=True)
+    if a.repeat > 1:
+        for b in batches:
+            sp = sorted(r["speedup"] for r in res if r["batch"] == b)
+            print(f"batch {b}, {t} thread(s): median speed-up {sp[len(sp) // 2]:.2f}x "
+                  f"(runs: {', '.join(f'{x:.2f}' for x in sp)})")
     if a.json:
         with open(a.json, "w") as f:
             json.dump(res, f, indent=2)
+    return 0
 
 
 if __name__ == "__main__":

@@ -260,7 +260,7 @@ static void prepack_range(void *arg, int64_t q0, int64_t q1) {
 }
 
 /* One tile: rows [i0, i0+mc) x panels [p0, p1) of N block jb, over all K. */
-static void gemm_tile(const gemm_job *j, int64_t t, float *bp) {
+static void gemm_tile(const gemm_job *j, int64_t t, float *bp, const float **rpall) {
     const tr_ukernel *uk = j->uk;
     const tr_gemm_a *a = j->a;
     const tr_gemm_b *b = j->b;
@@ -335,6 +335,13 @@ static void gemm_tile(const gemm_job *j, int64_t t, float *bp) {
             }
             continue;
         }
+        /* TR_A_CONV with several panels: the row pointers of every row block
+         * once per K block, not once per panel */
+        const bool hoist = rpall && a->mode == TR_A_CONV && p1 - p0 > 1;
+        if (hoist)
+            for (int64_t r = 0; r < mc; r += MR)
+                a_rows(a, info, i0, r, mc - r < MR ? mc - r : MR, MR, k0, tap, c0,
+                       rpall + (r / MR) * ks * MR);
         for (int64_t p = p0; p < p1; p++) {
             const int64_t cols = nc - p * NR < NR ? nc - p * NR : NR;
             const float *bpp = PANEL(p, kc, ks, k0);
@@ -355,6 +362,9 @@ static void gemm_tile(const gemm_job *j, int64_t t, float *bp) {
                         uk->kmajor((size_t)kc, tail, (size_t)MR, bpp, ldb, cp, (size_t)ldc,
                                    (size_t)rows, (size_t)cols, acc);
                     }
+                } else if (hoist) {
+                    uk->rows((size_t)kc, (size_t)ks, rpall + (r / MR) * ks * MR, bpp, ldb, cp,
+                             (size_t)ldc, (size_t)rows, (size_t)cols, acc);
                 } else {
                     a_rows(a, info, i0, r, rows, MR, k0, tap, c0, rp);
                     uk->rows((size_t)kc, (size_t)ks, rp, bpp, ldb, cp, (size_t)ldc, (size_t)rows,
@@ -375,7 +385,13 @@ static void tiles_range(void *arg, int64_t t0, int64_t t1) {
         bp = tr_alloc((size_t)(TR_GEMM_KC * j->kb_ks * j->g * j->uk->nr) * sizeof(float));
         if (!bp) return; /* out of memory: nothing sane to do inside a kernel */
     }
-    for (int64_t t = t0; t < t1; t++) gemm_tile(j, t, bp);
+    /* row pointers of a whole M block (NULL: computed per call instead) */
+    const float **rpall = NULL;
+    if (j->a->mode == TR_A_CONV)
+        rpall = tr_alloc((size_t)((j->MC / j->uk->mr + 1) * j->kb_ks * j->uk->mr) *
+                         sizeof(*rpall));
+    for (int64_t t = t0; t < t1; t++) gemm_tile(j, t, bp, rpall);
+    tr_free(rpall);
     tr_free(bp);
 }
 
@@ -402,6 +418,17 @@ void tr_gemm_ex(const tr_ukernel *uk, int64_t M, int64_t N, int64_t K, const tr_
     j.accumulate = accumulate;
     const int MR = uk->mr, NR = uk->nr;
     j.MC = (TR_GEMM_MC / MR) * MR;
+    /* Weight gradients (A = im2col^T: M = taps x channels, small; K = all
+     * pixels of the batch, large): as few M blocks as leave 2 tiles per
+     * thread (one on one thread), since every M block streams all of the
+     * activations and dZ again (at batch 128 they no longer fit in L2).
+     * Tiling never changes a result. */
+    if (a->mode == TR_A_CONVT && M <= 4 * TR_GEMM_MC) {
+        const int64_t npan = ((N < TR_GEMM_NC ? N : TR_GEMM_NC) + NR - 1) / NR;
+        const int64_t mb = (2 * (int64_t)nt + npan - 1) / npan;
+        const int64_t rows = nt > 1 ? (M + mb - 1) / mb : M;
+        j.MC = ((rows + MR - 1) / MR) * MR;
+    }
     j.NC = TR_GEMM_NC;
     j.kb = make_kblocks(a, K);
     if (j.kb.taps > MAX_TAPS) {
@@ -423,7 +450,10 @@ void tr_gemm_ex(const tr_ukernel *uk, int64_t M, int64_t N, int64_t K, const tr_
     /* Several M blocks share the B panels and B is small (weights): pack all
      * of B once up front instead of once per tile. */
     const int64_t npan_all = j.nblocks * j.npan_max;
-    if (mblocks > 1 && (double)npan_all * NR * (double)K <= (double)(4 << 20)) {
+    /* ... unless every panel can be read in place (row-major B, whole
+     * panels): copying it would only add a pass over B */
+    const bool in_place = b->mode == TR_B_STRIDED && b->cs == 1 && N % NR == 0;
+    if (mblocks > 1 && !in_place && (double)npan_all * NR * (double)K <= (double)(4 << 20)) {
         j.pre = tr_alloc((size_t)(npan_all * NR * K) * sizeof(float));
         if (j.pre) tr_pool_run(pool, npan_all * j.kb.n, 4, prepack_range, &j);
     }

@@ -517,7 +517,7 @@ static void pool_fwd_item(const tr_ctx *c, const void *aux, int64_t r) {
     const int ys = y0 < 0 ? 0 : y0, ye = y0 + g.kh > g.H ? g.H : y0 + g.kh;
     const float *xb = x + (int64_t)b * g.H * g.W * g.C;
     if (c->n->kind == MOPT_OP_MAX_POOL_2D) {
-        int32_t *arg = (int32_t *)c->n->aux;
+        int32_t *arg = tr_pool_args(c->n);
         tr_vec_maxpool_row(xb, g.H, g.W, g.C, ys, ye, g.OW, g.sw, g.kw, g.pl, y + r * g.OW * g.C,
                            arg + r * g.OW * g.C);
         return;
@@ -537,6 +537,8 @@ static void pool_fwd_item(const tr_ctx *c, const void *aux, int64_t r) {
 }
 
 static mopt_status pool_forward(tr_ctx *c) {
+    /* the batch norm before it already wrote this output (ops_norm.c) */
+    if (c->n->kind == MOPT_OP_MAX_POOL_2D && *tr_aux_flag(c->n)) return MOPT_OK;
     const pgeom g = pool_geom(c);
     par_items(c, (int64_t)g.B * g.OH, pool_fwd_item, &g);
     tr_act_forward(c->n->act, c->y, (int64_t)g.B * g.OH * g.OW * g.C, c->pool);
@@ -548,8 +550,11 @@ static void pool_bwd_item(const tr_ctx *c, const void *aux, int64_t bi) {
     const pgeom g = *(const pgeom *)aux;
     const int b = (int)bi;
     float *dxb = c->tg->vals[c->n->in[0]].grad + (int64_t)b * g.H * g.W * g.C;
-    const int32_t *arg = (const int32_t *)c->n->aux;
+    const int32_t *arg = tr_pool_args(c->n);
     const bool is_max = c->n->kind == MOPT_OP_MAX_POOL_2D;
+    /* sole consumer of its input (max pooling only): dx is written, so it
+     * starts from zeros here, one image at a time while it is in cache */
+    if (c->dx_overwrite) memset(dxb, 0, (size_t)g.H * g.W * g.C * sizeof(float));
     /* windows that never overlap: a vectorised compare-and-route per window */
     const bool disjoint = g.sh >= g.kh && g.sw >= g.kw;
     const float *dy = c->dy;
@@ -582,6 +587,8 @@ static void pool_bwd_item(const tr_ctx *c, const void *aux, int64_t bi) {
 }
 
 static mopt_status pool_backward(tr_ctx *c) {
+    /* fused: the batch norm's backward reads this node's dy directly */
+    if (c->n->kind == MOPT_OP_MAX_POOL_2D && *tr_aux_flag(c->n)) return MOPT_OK;
     const pgeom g = pool_geom(c);
     tr_act_backward(c->n->act, c->y, c->dy, (int64_t)g.B * g.OH * g.OW * g.C, c->pool);
     if (!c->tg->vals[c->n->in[0]].grad) return MOPT_OK;
@@ -647,6 +654,7 @@ bool tr_op_can_overwrite_dx(int kind) {
     switch (kind) {
     case MOPT_OP_CONV_2D:
     case MOPT_OP_FULLY_CONNECTED:
+    case MOPT_OP_MAX_POOL_2D:
     case MOPT_TNODE_BATCH_NORM:
     case MOPT_TNODE_DROPOUT:
     case MOPT_OP_RESHAPE:
@@ -664,8 +672,10 @@ bool tr_op_can_overwrite_dx(int kind) {
 size_t tr_op_aux_bytes(const mopt_tgraph *tg, const tnode *n, int batch) {
     const tval *o = &tg->vals[n->out];
     switch (n->kind) {
-    case MOPT_OP_MAX_POOL_2D: return (size_t)batch * (size_t)o->per * sizeof(int32_t);
-    case MOPT_TNODE_BATCH_NORM: return 2 * (size_t)o->dims[o->rank - 1] * sizeof(float);
+    case MOPT_OP_CONV_2D: return TR_AUX_HDR;
+    case MOPT_OP_MAX_POOL_2D: return TR_AUX_HDR + (size_t)batch * (size_t)o->per * sizeof(int32_t);
+    case MOPT_TNODE_BATCH_NORM:
+        return TR_AUX_HDR + (4 + 2 * TR_RED_CHUNKS) * (size_t)o->dims[o->rank - 1] * sizeof(float);
     default: return 0;
     }
 }

@@ -10,9 +10,11 @@
  * The batch is processed in chunks of images so im2col needs bounded scratch;
  * chunk boundaries depend only on the shapes, never on the thread count.
  */
+#include <stdatomic.h>
 #include <string.h>
 
 #include "train/ops_internal.h"
+#include "train/ops_simd.h"
 #include "train/vec.h"
 
 /* col2im scratch budget per chunk of images (floats). */
@@ -213,17 +215,73 @@ typedef struct smallc_job {
     const cgeom *g;
     const float *x, *wt, *b;
     float *y;
+    bool avx512; /* the register-blocked kernel (same arithmetic) */
 } smallc_job;
+
+/* pixels [ox0, ox1) of output row r (image r / OH, row r % OH): the row
+ * kernels see a narrower row whose left padding is shifted accordingly */
+static void smallc_px(const smallc_job *j, int64_t r, int ox0, int ox1) {
+    const cgeom *g = j->g;
+    const int b = (int)(r / g->OH), oy = (int)(r % g->OH);
+    const float *xb = j->x + (int64_t)b * g->H * g->W * g->C;
+    float *y = j->y + (r * g->OW + ox0) * g->OC;
+    const int pl = g->pl - ox0 * g->sw;
+    if (j->avx512)
+        tr_avx512_conv_row_smallc(xb, g->H, g->W, g->C, oy, ox1 - ox0, g->OC, g->kh, g->kw, g->sh,
+                                  g->sw, g->dh, g->dw, g->pt, pl, j->wt, j->b, y);
+    else
+        tr_vec_conv_row_smallc(xb, g->H, g->W, g->C, oy, ox1 - ox0, g->OC, g->kh, g->kw, g->sh,
+                               g->sw, g->dh, g->dw, g->pt, pl, j->wt, j->b, y);
+}
 
 static void smallc_range(void *p, int64_t r0, int64_t r1) {
     const smallc_job *j = p;
-    const cgeom *g = j->g;
-    for (int64_t r = r0; r < r1; r++) {
-        const int b = (int)(r / g->OH), oy = (int)(r % g->OH);
-        tr_vec_conv_row_smallc(j->x + (int64_t)b * g->H * g->W * g->C, g->H, g->W, g->C, oy, g->OW,
-                               g->OC, g->kh, g->kw, g->sh, g->sw, g->dh, g->dw, g->pt, g->pl, j->wt,
-                               j->b, j->y + r * g->OW * g->OC);
+    for (int64_t r = r0; r < r1; r++) smallc_px(j, r, 0, j->g->OW);
+}
+
+/* Convolution + the batch statistics of the batch norm after it: chunk ch
+ * of the norm's TR_RED_CHUNKS row chunks computes its pixels, then their
+ * moments while they are in cache (tr_vec_moments, as the norm would,
+ * relative to pixel 0, which is computed first), into the norm's aux. */
+typedef struct smallc_mom {
+    const smallc_job *j;
+    float *part; /* 2 * nch * OC: sums and sums of squares per chunk */
+    int64_t rows, nch;
+} smallc_mom;
+
+static void smallc_mom_range(void *p, int64_t c0, int64_t c1) {
+    const smallc_mom *m = p;
+    const cgeom *g = m->j->g;
+    for (int64_t ch = c0; ch < c1; ch++) {
+        const int64_t a = m->rows * ch / m->nch, b = m->rows * (ch + 1) / m->nch;
+        /* pixel 0 exists already (other chunks read it as the shift) */
+        int64_t px = a == 0 ? 1 : a;
+        while (px < b) {
+            const int64_t r = px / g->OW;
+            const int ox0 = (int)(px % g->OW);
+            const int ox1 = b - r * g->OW < g->OW ? (int)(b - r * g->OW) : g->OW;
+            smallc_px(m->j, r, ox0, ox1);
+            px = r * g->OW + ox1;
+        }
+        float *sp = m->part + 2 * ch * g->OC, *qp = sp + g->OC;
+        for (int k = 0; k < g->OC; k++) sp[k] = qp[k] = 0.0f;
+        tr_vec_moments(m->j->y + a * g->OC, m->j->y, b - a, g->OC, sp, qp);
     }
+}
+
+/* The batch norm reading this convolution's output when its statistics can
+ * be gathered here (training with batch statistics, sole consumer). */
+static tnode *moments_target(const tr_ctx *c) {
+    const mopt_tgraph *tg = c->tg;
+    const tnode *n = c->n;
+    const tval *ov = &tg->vals[n->out];
+    if (!c->training || n->act != MOPT_ACT_NONE || n->has_at || n->out == tg->output ||
+        ov->n_cons != 1 || ov->consumer < 0 || ov->rank != 4)
+        return NULL;
+    tnode *bn = &tg->nodes[ov->consumer];
+    if (bn->kind != MOPT_TNODE_BATCH_NORM || bn->in[0] != n->out || bn->bn_frozen || !bn->aux)
+        return NULL;
+    return bn;
 }
 
 mopt_status tr_conv_forward(tr_ctx *c, mopt_error *err) {
@@ -236,7 +294,17 @@ mopt_status tr_conv_forward(tr_ctx *c, mopt_error *err) {
                                        tn_name(c->n));
         for (int oc = 0; oc < g.OC; oc++)
             for (int64_t k = 0; k < g.K; k++) wt[k * g.OC + oc] = c->w[(int64_t)oc * g.K + k];
-        smallc_job j = {&g, c->tg->vals[c->n->in[0]].data, wt, c->b, c->y};
+        smallc_job j = {&g, c->tg->vals[c->n->in[0]].data, wt, c->b, c->y,
+                        g.OC % 16 == 0 && tr_simd_avx512()};
+        tnode *bn = moments_target(c);
+        if (bn) {
+            smallc_mom m = {&j, tr_bn_moments(c->tg, bn), (int64_t)g.B * g.OH * g.OW, 0};
+            m.nch = m.rows < TR_RED_CHUNKS ? m.rows : TR_RED_CHUNKS;
+            smallc_px(&j, 0, 0, 1);
+            tr_pool_run(c->pool, m.nch, 1, smallc_mom_range, &m);
+            tr_aux_flag(bn)[1] = 1; /* the norm's forward uses these moments */
+            return MOPT_OK;
+        }
         tr_pool_run(c->pool, (int64_t)g.B * g.OH, 1, smallc_range, &j);
         tr_act_forward(c->n->act, c->y, (int64_t)g.B * g.OH * g.OW * g.OC, c->pool);
         return MOPT_OK;
@@ -319,7 +387,159 @@ static mopt_status conv_dx_stride1(tr_ctx *c, const cgeom *g, const float *dz, f
     return MOPT_OK;
 }
 
+typedef struct dwsmall_job {
+    const tr_dw_geom *g;
+    const int64_t *blk; /* (first pixel, length) per K block */
+    float *out;         /* K*OC floats per block */
+    tr_dz_fill_fn fill; /* NULL: g->dz holds all of dZ */
+    void *fctx;
+    atomic_int failed;  /* a thread had no memory for its dZ block */
+} dwsmall_job;
+
+static void dwsmall_range(void *p, int64_t q0, int64_t q1) {
+    const dwsmall_job *j = p;
+    const int64_t kn = (int64_t)j->g->kh * j->g->kw * j->g->C * j->g->OC;
+    float *buf = NULL;
+    if (j->fill) {
+        buf = tr_alloc((size_t)TR_GEMM_KC * (size_t)j->g->OC * sizeof(float));
+        if (!buf) {
+            atomic_store(&((dwsmall_job *)p)->failed, 1); /* reported by the caller */
+            return;
+        }
+    }
+    for (int64_t q = q0; q < q1; q++) {
+        const int64_t p0 = j->blk[2 * q], n = j->blk[2 * q + 1];
+        if (j->fill) {
+            /* this block's dZ, produced while it is used (stays in L1/L2) */
+            tr_dw_geom g = *j->g;
+            j->fill(j->fctx, p0, n, buf);
+            g.dz = buf;
+            g.dz_p0 = p0;
+            tr_avx512_conv_dw_block(&g, p0, n, j->out + q * kn);
+        } else {
+            tr_avx512_conv_dw_block(j->g, p0, n, j->out + q * kn);
+        }
+    }
+    tr_free(buf);
+}
+
+/* dW[oc][k] += the block sums of row k of dW^T, added in block order */
+typedef struct dwsum_job {
+    const cgeom *g;
+    const float *out;
+    int64_t nblk;
+    float *gw;
+} dwsum_job;
+
+static void dwsum_range(void *p, int64_t k0, int64_t k1) {
+    const dwsum_job *j = p;
+    const int OC = j->g->OC;
+    const int64_t kn = j->g->K * OC;
+    float s[64];
+    for (int64_t k = k0; k < k1; k++)
+        for (int o0 = 0; o0 < OC; o0 += 64) {
+            const int n = OC - o0 < 64 ? OC - o0 : 64;
+            for (int o = 0; o < n; o++) s[o] = j->out[k * OC + o0 + o];
+            for (int64_t b = 1; b < j->nblk; b++) {
+                const float *src = j->out + b * kn + k * OC + o0;
+                for (int o = 0; o < n; o++) s[o] += src[o];
+            }
+            for (int o = 0; o < n; o++) j->gw[(int64_t)(o0 + o) * j->g->K + k] += s[o];
+        }
+}
+
+/* dW += im2col(x)^T * dZ for few input channels with AVX-512, the same
+ * sums as the im2col GEMM path (K blocks of TR_GEMM_KC pixels from the
+ * start of each chunk of images, block sums added in block order): the
+ * blocks are computed in parallel (the GEMM ran this small dW as a single
+ * tile, on one thread), then added in order. dZ from dz, or from fill. */
+static mopt_status conv_dw_smallc(tr_ctx *c, const cgeom *g, const float *x, const float *dz,
+                                  tr_dz_fill_fn fill, void *fctx, mopt_error *err) {
+    const int cb = chunk_images(g);
+    const int64_t hw = (int64_t)g->OH * g->OW, kn = g->K * g->OC;
+    int64_t nblk = 0;
+    for (int b0 = 0; b0 < g->B; b0 += cb) {
+        const int64_t m = (int64_t)(g->B - b0 < cb ? g->B - b0 : cb) * hw;
+        nblk += (m + TR_GEMM_KC - 1) / TR_GEMM_KC;
+    }
+    int64_t *blk = tr_alloc((size_t)(2 * nblk) * sizeof(int64_t));
+    float *out = tr_scratch(c->tg, (size_t)(nblk * kn));
+    if (!blk || !out) {
+        tr_free(blk);
+        return mopt_error_set(err, MOPT_ERR_NOMEM, "node '%s': out of memory", tn_name(c->n));
+    }
+    int64_t q = 0;
+    for (int b0 = 0; b0 < g->B; b0 += cb) {
+        const int64_t m = (int64_t)(g->B - b0 < cb ? g->B - b0 : cb) * hw;
+        for (int64_t k0 = 0; k0 < m; k0 += TR_GEMM_KC, q++) {
+            blk[2 * q] = (int64_t)b0 * hw + k0;
+            blk[2 * q + 1] = m - k0 < TR_GEMM_KC ? m - k0 : TR_GEMM_KC;
+        }
+    }
+    const tr_dw_geom dg = {x,     dz,    g->H,  g->W,  g->C,  g->OH, g->OW, g->OC, g->kh,
+                           g->kw, g->sh, g->sw, g->dh, g->dw, g->pt, g->pl, 0};
+    dwsmall_job j;
+    j.g = &dg;
+    j.blk = blk;
+    j.out = out;
+    j.fill = fill;
+    j.fctx = fctx;
+    atomic_init(&j.failed, 0);
+    tr_pool_run(c->pool, nblk, 1, dwsmall_range, &j);
+    tr_free(blk);
+    if (atomic_load(&j.failed))
+        return mopt_error_set(err, MOPT_ERR_NOMEM, "node '%s': out of memory", tn_name(c->n));
+    dwsum_job sj = {g, out, nblk, c->gw};
+    tr_pool_run(c->pool, g->K, 1, dwsum_range, &sj);
+    return MOPT_OK;
+}
+
+/* the weight gradient target of a convolution (as tgraph.c's fill_ctx) */
+static float *conv_gw(const mopt_tgraph *tg, const tnode *n) {
+    if (n->w < 0) return NULL;
+    const tvar *v = tg->vars[n->w];
+    if (v->n_stages) return v->gsum;
+    return (v->pub.flags & MOPT_TVAR_TRAINABLE) ? v->pub.grad : NULL;
+}
+
+static bool dw_smallc_ok(const cgeom *g) {
+    return !is_pointwise(g) && g->C % uk()->mr != 0 && g->K < g->OC &&
+           g->K <= TR_SIMD_DW_MAXK && g->OC % 16 == 0 && tr_simd_avx512();
+}
+
+tnode *tr_conv_dw_fusable(const tr_ctx *c) {
+    const mopt_tgraph *tg = c->tg;
+    const tval *xv = &tg->vals[c->n->in[0]];
+    if (xv->producer < 0 || xv->n_cons != 1 || !xv->grad || !c->dx_overwrite) return NULL;
+    tnode *cv = &tg->nodes[xv->producer];
+    if (cv->kind != MOPT_OP_CONV_2D || !cv->aux) return NULL;
+    *tr_aux_flag(cv) = 0;
+    if (cv->act != MOPT_ACT_NONE || cv->has_at || cv->b >= 0 || !conv_gw(tg, cv) ||
+        tg->vals[cv->in[0]].grad)
+        return NULL;
+    tr_ctx cc = *c;
+    cc.n = cv;
+    const cgeom g = conv_geom(&cc);
+    return dw_smallc_ok(&g) ? cv : NULL;
+}
+
+mopt_status tr_conv_dw_fused(tr_ctx *c, tnode *cv, tr_dz_fill_fn fill, void *fctx,
+                             mopt_error *err) {
+    tr_ctx cc = *c;
+    cc.n = cv;
+    cc.gw = conv_gw(c->tg, cv);
+    cc.gb = NULL;
+    const cgeom g = conv_geom(&cc);
+    mopt_status st = conv_dw_smallc(&cc, &g, c->tg->vals[cv->in[0]].data, NULL, fill, fctx, err);
+    if (st == MOPT_OK) *tr_aux_flag(cv) = 1; /* its backward has nothing left to do */
+    return st;
+}
+
 mopt_status tr_conv_backward(tr_ctx *c, mopt_error *err) {
+    if (c->n->aux && *tr_aux_flag(c->n)) {
+        *tr_aux_flag(c->n) = 0; /* done by the batch norm after it (tr_conv_dw_fused) */
+        return MOPT_OK;
+    }
     const cgeom g = conv_geom(c);
     const tr_conv_geom tg = to_tr(&g);
     tval *xv = &c->tg->vals[c->n->in[0]];
@@ -350,6 +570,9 @@ mopt_status tr_conv_backward(tr_ctx *c, mopt_error *err) {
             float *d = c->gw + (int64_t)oc * g.K;
             for (int64_t k = 0; k < g.K; k++) d[k] += dwt[k * g.OC + oc];
         }
+    } else if (c->gw && dw_smallc_ok(&g)) {
+        mopt_status st = conv_dw_smallc(c, &g, x, dz, NULL, NULL, err);
+        if (st != MOPT_OK) return st;
     } else if (c->gw && !pw && g.K < g.OC) {
         /* Few input channels (K = KH*KW*C small, e.g. the first layer):
          * dW^T[K, OC] = im2col(x)^T * dZ with the (chunked) im2col matrix read

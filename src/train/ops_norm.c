@@ -77,8 +77,170 @@ static void bn_dx_range(void *p, int64_t c0, int64_t c1) {
     }
 }
 
-/* Saved by forward for backward (node aux): mean[C], invstd[C]. */
-static float *saved(tr_ctx *c) { return (float *)c->n->aux; }
+/* Saved by forward for backward (node aux, ops_internal.h): mean[C],
+ * invstd[C], k[C], o[C]. */
+static float *saved(tr_ctx *c) { return tr_bn_saved(c->n); }
+
+/* ---- fusion with a following max pooling ----
+ * When the batch norm's only consumer is a MAX_POOL_2D with disjoint
+ * windows (stride >= window: every input pixel is in at most one window)
+ * and neither node has an activation transform or other activation than
+ * ReLU/ReLU6 on the norm, the norm's forward writes the pooling's output and
+ * argmax directly from x (act(x * k + o) computed on the fly, never stored),
+ * and its backward rebuilds its dy from the pooling's dy and argmax: the
+ * normalised tensor, the largest of the block, is never written or read
+ * (it is not needed: nothing else consumes it). The pooling node sees the
+ * flag in its aux and skips both passes. Arithmetic is that of the unfused
+ * ops, so results are bit-identical either way (tested). */
+static tnode *fused_pool(const tr_ctx *c) {
+    const mopt_tgraph *tg = c->tg;
+    const tnode *n = c->n;
+    const tval *xv = &tg->vals[n->in[0]], *ov = &tg->vals[n->out];
+    if (n->out == tg->output || ov->n_cons != 1 || ov->consumer < 0 || xv->rank != 4) return NULL;
+    tnode *m = &tg->nodes[ov->consumer];
+    if (m->kind != MOPT_OP_MAX_POOL_2D || !m->aux) return NULL;
+    const bool ok = !n->has_at && !m->has_at && m->n_in == 1 && m->in[0] == n->out &&
+                    m->act == MOPT_ACT_NONE &&
+                    (n->act == MOPT_ACT_NONE || n->act == MOPT_ACT_RELU ||
+                     n->act == MOPT_ACT_RELU6) &&
+                    m->p.pool.sh >= m->p.pool.kh && m->p.pool.sw >= m->p.pool.kw &&
+                    xv->dims[3] <= 1024;
+    /* the flag is rewritten on every forward: the pair always agrees */
+    *tr_aux_flag(m) = ok;
+    return ok ? m : NULL;
+}
+
+typedef struct bnpool_job {
+    const tr_ctx *c;
+    const tnode *m;
+    const float *x;
+    int H, W, C, OH, OW, kh, kw, sh, sw, pt, pl;
+    tr_bnpool g;
+    const float *dp;
+    const int32_t *arg;
+    float *part, *dx;   /* dx: the row of pixel dx_r0 */
+    int64_t rows, nch, dx_r0;
+    bool overwrite;
+} bnpool_job;
+
+static bnpool_job bnpool_setup(const tr_ctx *c, const tnode *m) {
+    bnpool_job j;
+    memset(&j, 0, sizeof(j));
+    const tval *xv = &c->tg->vals[c->n->in[0]], *pv = &c->tg->vals[m->out];
+    j.c = c;
+    j.m = m;
+    j.x = xv->data;
+    j.H = xv->dims[1];
+    j.W = xv->dims[2];
+    j.C = xv->dims[3];
+    j.OH = pv->dims[1];
+    j.OW = pv->dims[2];
+    j.kh = m->p.pool.kh;
+    j.kw = m->p.pool.kw;
+    j.sh = m->p.pool.sh;
+    j.sw = m->p.pool.sw;
+    j.pt = m->p.pool.pad_top;
+    j.pl = m->p.pool.pad_left;
+    j.rows = (int64_t)c->batch * j.H * j.W;
+    j.nch = j.rows < TR_RED_CHUNKS ? j.rows : TR_RED_CHUNKS;
+    j.g.C = j.C;
+    j.g.OW = j.OW;
+    j.g.kw = j.kw;
+    j.g.sw = j.sw;
+    j.g.pl = j.pl;
+    j.g.act = (c->n->act == MOPT_ACT_RELU || c->n->act == MOPT_ACT_RELU6) ? (int)c->n->act : 0;
+    const float *sv = tr_bn_saved(c->n);
+    j.g.mean = sv;
+    j.g.invstd = sv + j.C;
+    j.g.k = sv + 2 * j.C;
+    j.g.o = sv + 3 * j.C;
+    j.dp = pv->grad;
+    j.arg = tr_pool_args(m);
+    return j;
+}
+
+/* forward: one pooling output row (image, oy) per item */
+static void bnpool_fwd_range(void *p, int64_t r0, int64_t r1) {
+    const bnpool_job *j = p;
+    float *y = j->c->tg->vals[j->m->out].data;
+    int32_t *arg = tr_pool_args(j->m);
+    for (int64_t r = r0; r < r1; r++) {
+        const int b = (int)(r / j->OH), oy = (int)(r % j->OH);
+        const int y0 = oy * j->sh - j->pt;
+        const int ys = y0 < 0 ? 0 : y0, ye = y0 + j->kh > j->H ? j->H : y0 + j->kh;
+        tr_vec_bn_maxpool_row(j->x + (int64_t)b * j->H * j->W * j->C, j->W, j->C, ys, ye, j->OW,
+                              j->sw, j->kw, j->pl, j->g.k, j->g.o, j->g.act,
+                              y + r * j->OW * j->C, arg + r * j->OW * j->C);
+    }
+}
+
+/* Calls f over the pixels [r0, r0 + n) in runs within one input row, with
+ * the pooling output row covering that input row (or NULL). */
+static void bnpool_walk(const bnpool_job *j, int64_t r0, int64_t n, bool dx_pass, float *p1,
+                        float *p2) {
+    const int64_t hw = (int64_t)j->H * j->W;
+    int64_t r = r0;
+    const int64_t end = r0 + n;
+    while (r < end) {
+        const int64_t b = r / hw, rem = r % hw;
+        const int iy = (int)(rem / j->W), ix = (int)(rem % j->W);
+        int run = j->W - ix;
+        if (run > end - r) run = (int)(end - r);
+        const int oy = (iy + j->pt) / j->sh;
+        const bool in = oy < j->OH && iy + j->pt - oy * j->sh < j->kh;
+        const int64_t po = ((b * j->OH + oy) * j->OW) * j->C;
+        const float *dp = in ? j->dp + po : NULL;
+        const int32_t *arg = in ? j->arg + po : NULL;
+        const float *x = j->x + r * j->C;
+        const int32_t rowbase = (int32_t)((int64_t)iy * j->W * j->C);
+        if (dx_pass)
+            tr_vec_bnpool_dx(&j->g, x, ix, run, dp, arg, rowbase, j->dx + (r - j->dx_r0) * j->C,
+                             j->overwrite);
+        else
+            tr_vec_bnpool_reduce(&j->g, x, ix, run, dp, arg, rowbase, p1, p2);
+        r += run;
+    }
+}
+
+static void bnpool_reduce_range(void *p, int64_t c0, int64_t c1) {
+    const bnpool_job *j = p;
+    for (int64_t ch = c0; ch < c1; ch++) {
+        float *p1 = j->part + ch * j->C, *p2 = j->part + (j->nch + ch) * j->C;
+        for (int k = 0; k < j->C; k++) p1[k] = p2[k] = 0.0f;
+        const int64_t a = j->rows * ch / j->nch, b = j->rows * (ch + 1) / j->nch;
+        bnpool_walk(j, a, b - a, false, p1, p2);
+    }
+}
+
+static void bnpool_dx_range(void *p, int64_t c0, int64_t c1) {
+    const bnpool_job *j = p;
+    for (int64_t ch = c0; ch < c1; ch++) {
+        const int64_t a = j->rows * ch / j->nch, b = j->rows * (ch + 1) / j->nch;
+        bnpool_walk(j, a, b - a, true, NULL, NULL);
+    }
+}
+
+/* dZ rows of the convolution before the norm (tr_conv_dw_fused): the norm's
+ * input gradient for pixels [p0, p0 + n), written into dz */
+typedef struct bn_fill {
+    const bn_job *j;
+    const bnpool_job *bj; /* fused with the pooling after it, or NULL */
+} bn_fill;
+
+static void bn_fill_dz(void *p, int64_t p0, int64_t n, float *dz) {
+    const bn_fill *f = p;
+    if (f->bj) {
+        bnpool_job b = *f->bj;
+        b.dx = dz;
+        b.dx_r0 = p0;
+        b.overwrite = true;
+        bnpool_walk(&b, p0, n, true, NULL, NULL);
+    } else {
+        const bn_job *j = f->j;
+        tr_vec_bn_bwd_dx(j->x + p0 * j->C, j->dy + p0 * j->C, j->mean, j->invstd, j->k, j->m1,
+                         j->m2, dz, n, j->C, true);
+    }
+}
 
 mopt_status tr_bn_forward(tr_ctx *c, mopt_error *err) {
     mopt_tgraph *tg = c->tg;
@@ -96,16 +258,21 @@ mopt_status tr_bn_forward(tr_ctx *c, mopt_error *err) {
     float *rmean = tg->vars[n->bn_mean]->pub.data, *rvar = tg->vars[n->bn_var]->pub.data;
     float *mean = saved(c), *invstd = mean + C;
     const bool batch_stats = c->training && !n->bn_frozen;
-    /* scratch: 2*nch*C floats of partial sums, then k[C], o[C] */
-    float *buf = tr_alloc((size_t)(2 * j.nch * C + 2 * C) * sizeof(float));
+    /* scratch: 2*nch*C floats of partial sums */
+    float *buf = tr_alloc((size_t)(2 * j.nch * C) * sizeof(float));
     if (!buf) return mopt_error_set(err, MOPT_ERR_NOMEM, "node '%s': out of memory", n->name);
-    float *k = buf + 2 * j.nch * C, *o = k + C;
+    float *k = mean + 2 * C, *o = mean + 3 * C;
+    const bool have_moments = tr_aux_flag(n)[1] != 0; /* gathered by the convolution before */
+    tr_aux_flag(n)[1] = 0;
     if (batch_stats) {
         /* sums of x - x[row 0]: a value from the data keeps E[d^2] - E[d]^2
          * free of cancellation when the mean is large against the spread */
         j.shift = j.x;
         j.part = buf;
-        tr_pool_run(c->pool, j.nch, 1, moments_range, &j);
+        if (have_moments)
+            memcpy(buf, tr_bn_moments(tg, n), (size_t)(2 * j.nch * C) * sizeof(float));
+        else
+            tr_pool_run(c->pool, j.nch, 1, moments_range, &j);
         const float m = n->bn_momentum;
         for (int q = 0; q < C; q++) {
             double s1 = 0.0, s2 = 0.0;
@@ -134,12 +301,20 @@ mopt_status tr_bn_forward(tr_ctx *c, mopt_error *err) {
         o[q] = beta[q] - mean[q] * k[q];
     }
     const mopt_activation act = n->act;
+    tr_free(buf);
+    const tnode *m = fused_pool(c);
+    *tr_aux_flag(n) = m != NULL;
+    if (m) {
+        bnpool_job bj = bnpool_setup(c, m);
+        tr_pool_run(c->pool, (int64_t)c->batch * bj.OH, 1, bnpool_fwd_range, &bj);
+        n->bn_batch_stats = batch_stats;
+        return MOPT_OK;
+    }
     j.k = k;
     j.o = o;
     j.act = (act == MOPT_ACT_RELU || act == MOPT_ACT_RELU6) ? (int)act : 0;
     tr_pool_run(c->pool, j.nch, 1, bn_fwd_range, &j);
     if (act != MOPT_ACT_NONE && j.act == 0) tr_act_forward(act, c->y, j.rows * C, c->pool);
-    tr_free(buf);
     n->bn_batch_stats = batch_stats; /* backward differs for frozen statistics */
     return MOPT_OK;
 }
@@ -165,11 +340,21 @@ mopt_status tr_bn_backward(tr_ctx *c, mopt_error *err) {
     float *dbeta_out = (vb->pub.flags & MOPT_TVAR_TRAINABLE) ? vb->pub.grad : NULL;
     const mopt_activation act = n->act;
     j.act = (act == MOPT_ACT_RELU || act == MOPT_ACT_RELU6) ? (int)act : 0;
-    if (act != MOPT_ACT_NONE && j.act == 0) tr_act_backward(act, c->y, c->dy, j.rows * C, c->pool);
+    const bool fused = *tr_aux_flag(n) != 0;
+    if (!fused && act != MOPT_ACT_NONE && j.act == 0)
+        tr_act_backward(act, c->y, c->dy, j.rows * C, c->pool);
     float *buf = tr_alloc((size_t)(2 * j.nch * C + 3 * C) * sizeof(float));
     if (!buf) return mopt_error_set(err, MOPT_ERR_NOMEM, "node '%s': out of memory", n->name);
-    j.part = buf;
-    tr_pool_run(c->pool, j.nch, 1, bn_reduce_range, &j);
+    bnpool_job bj;
+    if (fused) {
+        /* the max pooling after it is the only consumer (fused in forward) */
+        bj = bnpool_setup(c, &tg->nodes[tg->vals[n->out].consumer]);
+        bj.part = buf;
+        tr_pool_run(c->pool, bj.nch, 1, bnpool_reduce_range, &bj);
+    } else {
+        j.part = buf;
+        tr_pool_run(c->pool, j.nch, 1, bn_reduce_range, &j);
+    }
     float *k = buf + 2 * j.nch * C, *m1 = k + C, *m2 = m1 + C;
     const bool batch_stats = n->bn_batch_stats;
     for (int q = 0; q < C; q++) {
@@ -184,7 +369,29 @@ mopt_status tr_bn_backward(tr_ctx *c, mopt_error *err) {
         m1[q] = batch_stats ? (float)(a / (double)j.rows) : 0.0f;
         m2[q] = batch_stats ? (float)(b / (double)j.rows) : 0.0f;
     }
-    if (xv->grad) {
+    tnode *cv = xv->grad ? tr_conv_dw_fusable(c) : NULL;
+    if (cv) {
+        /* the input gradient only feeds the convolution's weight gradient:
+         * produce it block by block inside that computation (never stored) */
+        j.k = k;
+        j.m1 = m1;
+        j.m2 = m2;
+        bj.g.kd = k;
+        bj.g.m1 = m1;
+        bj.g.m2 = m2;
+        bn_fill f = {&j, fused ? &bj : NULL};
+        mopt_status st = tr_conv_dw_fused(c, cv, bn_fill_dz, &f, err);
+        tr_free(buf);
+        return st;
+    }
+    if (xv->grad && fused) {
+        bj.g.kd = k;
+        bj.g.m1 = m1;
+        bj.g.m2 = m2;
+        bj.dx = xv->grad;
+        bj.overwrite = c->dx_overwrite;
+        tr_pool_run(c->pool, bj.nch, 1, bnpool_dx_range, &bj);
+    } else if (xv->grad) {
         j.k = k;
         j.m1 = m1;
         j.m2 = m2;

@@ -12,6 +12,8 @@
  */
 #include "train/vec.h"
 
+#include "train/ops_simd.h"
+
 #include <math.h>
 
 #if defined(__x86_64__) && defined(__ELF__) && defined(__GNUC__) && !defined(__SANITIZE_ADDRESS__)
@@ -151,9 +153,12 @@ CLONES void tr_vec_maxpool_row(const float *xb, int H, int W, int C, int ys, int
     }
 }
 
-CLONES void tr_vec_adam(float *w, const float *g, float *m, float *v, int64_t n, float gscale,
-                        float dec, bool decoupled, float lr, float b1, float b2, float c1, float c2,
-                        float eps) {
+/* GCC keeps sqrtf scalar here (errno handling is control flow in the loop),
+ * so the AVX-512 path is written by hand (ops_simd_avx512.c, the same
+ * operations); this portable loop is the reference and the fallback. */
+CLONES void tr_vec_adam_portable(float *w, const float *g, float *m, float *v, int64_t n,
+                                  float gscale, float dec, bool decoupled, float lr, float b1,
+                                  float b2, float c1, float c2, float eps) {
     SIMD for (int64_t k = 0; k < n; k++) {
         float gk = g[k] * gscale;
         if (!decoupled) gk += dec * w[k];
@@ -164,6 +169,14 @@ CLONES void tr_vec_adam(float *w, const float *g, float *m, float *v, int64_t n,
         if (decoupled) wk -= lr * dec * wk;
         w[k] = wk - lr * upd;
     }
+}
+
+void tr_vec_adam(float *w, const float *g, float *m, float *v, int64_t n, float gscale, float dec,
+                 bool decoupled, float lr, float b1, float b2, float c1, float c2, float eps) {
+    if (tr_simd_avx512())
+        tr_avx512_adam(w, g, m, v, n, gscale, dec, decoupled, lr, b1, b2, c1, c2, eps);
+    else
+        tr_vec_adam_portable(w, g, m, v, n, gscale, dec, decoupled, lr, b1, b2, c1, c2, eps);
 }
 
 CLONES void tr_vec_sgd(float *w, const float *g, float *m, int64_t n, float gscale, float dec,
@@ -250,6 +263,154 @@ CLONES void tr_vec_conv_row_smallc(const float *xb, int H, int W, int C, int oy,
                     const float *w = wp + (int64_t)ic * OC;
                     SIMD for (int o = 0; o < OC; o++) acc[o] += xv * w[o];
                 }
+            }
+        }
+    }
+}
+
+static inline float bn_act(float v, int act) {
+    if (act == 1) return v > 0.0f ? v : 0.0f;
+    if (act == 3) {
+        v = v > 0.0f ? v : 0.0f;
+        return v < 6.0f ? v : 6.0f;
+    }
+    return v;
+}
+
+CLONES void tr_vec_bn_maxpool_row(const float *xb, int W, int C, int ys, int ye, int OW, int sw,
+                                  int kw, int pl, const float *k, const float *o, int act,
+                                  float *y, int32_t *arg) {
+    for (int ox = 0; ox < OW; ox++) {
+        const int x0 = ox * sw - pl;
+        const int xs = x0 < 0 ? 0 : x0, xe = x0 + kw > W ? W : x0 + kw;
+        float *yo = y + (int64_t)ox * C;
+        int32_t *ao = arg + (int64_t)ox * C;
+        if (ys >= ye || xs >= xe) {
+            SIMD for (int c = 0; c < C; c++) {
+                yo[c] = -INFINITY;
+                ao[c] = -1;
+            }
+            continue;
+        }
+        {
+            const int32_t base = (int32_t)(((int64_t)ys * W + xs) * C);
+            const float *xp = xb + base;
+            SIMD for (int c = 0; c < C; c++) {
+                yo[c] = bn_act(xp[c] * k[c] + o[c], act);
+                ao[c] = base + c;
+            }
+        }
+        for (int iy = ys; iy < ye; iy++)
+            for (int ix = (iy == ys ? xs + 1 : xs); ix < xe; ix++) {
+                const int32_t base = (int32_t)(((int64_t)iy * W + ix) * C);
+                const float *xp = xb + base;
+                SIMD for (int c = 0; c < C; c++) {
+                    const float v = bn_act(xp[c] * k[c] + o[c], act);
+                    const bool take = v > yo[c];
+                    yo[c] = take ? v : yo[c];
+                    ao[c] = take ? base + c : ao[c];
+                }
+            }
+    }
+}
+
+/* dy of channel c of one pixel: routed from the pooling (0 + dy where this
+ * pixel was the argmax, as the zeroed scatter of the unfused backward
+ * gives) and masked by the activation's derivative recomputed from
+ * v = x * k + o (ReLU6: min(max(v, 0), 6) is inside (0, 6) iff v is). */
+static inline float bnpool_r(bool take, float dq, float v, int act) {
+    const float r = 0.0f + (take ? dq : 0.0f);
+    if (act == 1) return v > 0.0f ? r : 0.0f;
+    if (act == 3) return (v > 0.0f && v < 6.0f) ? r : 0.0f;
+    return r;
+}
+
+/* Walks the pooling column of consecutive pixels without a division per
+ * pixel: window ox, offset wx in its stride; the pixel is in the window when
+ * ox < OW and wx < kw. */
+typedef struct bnpool_pos {
+    int ox, wx;
+} bnpool_pos;
+static inline bnpool_pos bnpool_start(const tr_bnpool *g, int ix) {
+    bnpool_pos p;
+    p.ox = (ix + g->pl) / g->sw;
+    p.wx = ix + g->pl - p.ox * g->sw;
+    return p;
+}
+static inline int bnpool_next(const tr_bnpool *g, bnpool_pos *p) {
+    const int ox = (p->ox < g->OW && p->wx < g->kw) ? p->ox : -1;
+    if (++p->wx == g->sw) {
+        p->wx = 0;
+        p->ox++;
+    }
+    return ox;
+}
+
+CLONES void tr_vec_bnpool_reduce(const tr_bnpool *g, const float *x, int ix0, int n,
+                                 const float *dp, const int32_t *arg, int32_t rowbase, float *p1,
+                                 float *p2) {
+    const int C = g->C, act = g->act;
+    const float *mean = g->mean, *invstd = g->invstd, *k = g->k, *o = g->o;
+    bnpool_pos pos = bnpool_start(g, ix0);
+    for (int i = 0; i < n; i++) {
+        const float *xr = x + (int64_t)i * C;
+        const int ox = bnpool_next(g, &pos);
+        if (!dp) continue;
+        /* dy == +0: adding it and +0 * xhat changes no sum (p1 and p2 are never
+         * -0; only a non-finite xhat would, and then the loss is NaN anyway) */
+        if (ox < 0) continue;
+        const float *dq = dp + (int64_t)ox * C;
+        const int32_t *aq = arg + (int64_t)ox * C;
+        const int32_t base = rowbase + (ix0 + i) * C;
+        SIMD for (int j = 0; j < C; j++) {
+            const float d = bnpool_r(aq[j] == base + j, dq[j], xr[j] * k[j] + o[j], act);
+            const float xh = (xr[j] - mean[j]) * invstd[j];
+            p1[j] += d;
+            p2[j] += d * xh;
+        }
+    }
+}
+
+CLONES void tr_vec_bnpool_dx(const tr_bnpool *g, const float *x, int ix0, int n, const float *dp,
+                             const int32_t *arg, int32_t rowbase, float *dx, bool overwrite) {
+    const int C = g->C, act = g->act;
+    const float *mean = g->mean, *invstd = g->invstd, *k = g->k, *o = g->o;
+    const float *kd = g->kd, *m1 = g->m1, *m2 = g->m2;
+    bnpool_pos pos = bnpool_start(g, ix0);
+    for (int i = 0; i < n; i++) {
+        const float *xr = x + (int64_t)i * C;
+        float *out = dx + (int64_t)i * C;
+        const int o_ = bnpool_next(g, &pos);
+        const int ox = dp ? o_ : -1;
+        if (ox < 0) {
+            /* dy == 0 */
+            if (overwrite) {
+                SIMD for (int j = 0; j < C; j++) {
+                    const float xh = (xr[j] - mean[j]) * invstd[j];
+                    out[j] = kd[j] * (0.0f - m1[j] - xh * m2[j]);
+                }
+            } else {
+                SIMD for (int j = 0; j < C; j++) {
+                    const float xh = (xr[j] - mean[j]) * invstd[j];
+                    out[j] += kd[j] * (0.0f - m1[j] - xh * m2[j]);
+                }
+            }
+            continue;
+        }
+        const float *dq = dp + (int64_t)ox * C;
+        const int32_t *aq = arg + (int64_t)ox * C;
+        const int32_t base = rowbase + (ix0 + i) * C;
+        if (overwrite) {
+            SIMD for (int j = 0; j < C; j++) {
+                const float d = bnpool_r(aq[j] == base + j, dq[j], xr[j] * k[j] + o[j], act);
+                const float xh = (xr[j] - mean[j]) * invstd[j];
+                out[j] = kd[j] * (d - m1[j] - xh * m2[j]);
+            }
+        } else {
+            SIMD for (int j = 0; j < C; j++) {
+                const float d = bnpool_r(aq[j] == base + j, dq[j], xr[j] * k[j] + o[j], act);
+                const float xh = (xr[j] - mean[j]) * invstd[j];
+                out[j] += kd[j] * (d - m1[j] - xh * m2[j]);
             }
         }
     }

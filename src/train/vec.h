@@ -26,6 +26,31 @@ void tr_vec_colsum(const float *m, int64_t rows, int64_t cols, float *acc);
 void tr_vec_maxpool_row(const float *xb, int H, int W, int C, int ys, int ye, int OW, int sw,
                         int kw, int pl, float *y, int32_t *arg);
 
+/* Fused batch norm (+ReLU/ReLU6) -> max pooling, forward: one output row
+ * of the pooling of act(x * k + o), computed on the fly (the normalised
+ * values are never stored); the same values and first-maximum rule as
+ * tr_vec_bn_fwd followed by tr_vec_maxpool_row. */
+void tr_vec_bn_maxpool_row(const float *xb, int W, int C, int ys, int ye, int OW, int sw, int kw,
+                           int pl, const float *k, const float *o, int act, float *y,
+                           int32_t *arg);
+
+/* Fused backward of batch norm (+ReLU/ReLU6) -> max pooling with disjoint
+ * windows, over a run of n pixels (ix0 ...) of one input row of an image.
+ * dy of a pixel is rebuilt from the pooling's dy and argmax (dp, arg: the
+ * pooling output row whose windows cover this input row, NULL when none
+ * does; rowbase: the row's flat index iy*W*C), then masked by the
+ * activation recomputed from x * k + o. As tr_vec_bn_bwd_reduce and
+ * tr_vec_bn_bwd_dx on the materialised dy, bit for bit. */
+typedef struct tr_bnpool {
+    int C, OW, kw, sw, pl, act;
+    const float *mean, *invstd, *k, *o; /* forward: the activation mask */
+    const float *kd, *m1, *m2;          /* dx = kd * (dy - m1 - xhat * m2) */
+} tr_bnpool;
+void tr_vec_bnpool_reduce(const tr_bnpool *g, const float *x, int ix0, int n, const float *dp,
+                          const int32_t *arg, int32_t rowbase, float *p1, float *p2);
+void tr_vec_bnpool_dx(const tr_bnpool *g, const float *x, int ix0, int n, const float *dp,
+                      const int32_t *arg, int32_t rowbase, float *dx, bool overwrite);
+
 /* acc[i] += x[i] * w[i] (separate multiply and add, as everywhere) */
 void tr_vec_fma_acc(float *acc, const float *x, const float *w, int64_t n);
 
@@ -64,6 +89,10 @@ double tr_vec_sumsq(const float *g, int64_t n);
 /* One optimizer update of n elements (rules in optim.c). */
 void tr_vec_adam(float *w, const float *g, float *m, float *v, int64_t n, float gscale, float dec,
                  bool decoupled, float lr, float b1, float b2, float c1, float c2, float eps);
+/* The portable Adam loop (the reference the AVX-512 path must match). */
+void tr_vec_adam_portable(float *w, const float *g, float *m, float *v, int64_t n, float gscale,
+                          float dec, bool decoupled, float lr, float b1, float b2, float c1,
+                          float c2, float eps);
 void tr_vec_sgd(float *w, const float *g, float *m, int64_t n, float gscale, float dec, float mu,
                 bool nesterov, float lr);
 
